@@ -1,0 +1,54 @@
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def load_yaml(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+@pytest.fixture
+def demo_config():
+    return copy.deepcopy(load_yaml(REPO / "studies" / "demo.yaml"))
+
+
+def small_study(ratios=(1e-4, 1e-3), batch_sizes=(4,), seeds=(0,), train_examples=96):
+    """The demo study shrunk to seconds per job (same code paths, fewer steps and items)."""
+    cfg = load_yaml(REPO / "studies" / "demo.yaml")
+    cfg["study"] = "test-small"
+    cfg["data"]["synthetic"].update({"train_per_task": 60, "eval_per_task": 12})
+    cfg["models"][0]["build"].update({"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2})
+    sft = cfg["stages"]["sft"]
+    sft["grid"] = {"ratios": list(ratios), "batch_sizes": list(batch_sizes)}
+    sft["seeds"] = list(seeds)
+    sft["micro_batch_size"] = 2
+    sft["train_examples"] = train_examples
+    sft["recipe"]["logging_steps"] = 4
+    cfg["evaluation"]["batch_size"] = 16
+    return cfg
+
+
+def write_config(cfg, path):
+    path = Path(path)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def snakemake(workdir, configfile, *args, check=True, timeout=1200):
+    """Run the repository's workflow in ``workdir`` (outputs land there, not in the repo)."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+           "--configfile", str(configfile), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
+    return proc

@@ -1,0 +1,98 @@
+"""Config validation: good configs load, bad ones fail naming the key and the fix."""
+
+import pytest
+
+from conftest import REPO, load_yaml, small_study, snakemake, write_config
+from workflow_scripts.config import ConfigError, load_study
+
+
+def test_demo_and_real_study_load():
+    demo = load_study(load_yaml(REPO / "studies" / "demo.yaml"))
+    assert len(demo.cells) == 6
+    assert {t["category"] for t in demo.tasks.values()} == {"reasoning", "pattern"}
+    real = load_study(load_yaml(REPO / "config.yaml"))
+    assert len(real.cells) == 5 * 3 * 2
+    # the real grid spans Tulu 3 (3.9e-8) to SmolTulu SFT-1130 (1.125e-5)
+    ratios = sorted({c.ratio for c in real.cells})
+    assert ratios[0] == 3.9e-8 and ratios[-1] == 1.125e-5
+
+
+def test_string_ratio_from_yaml_is_the_number_meant(demo_config, tmp_path):
+    # PyYAML reads 1e-4 (no dot) as a string; the config must still mean 0.0001
+    text = (REPO / "studies" / "demo.yaml").read_text().replace("ratios: [3e-5, 1e-4, 3e-4]", "ratios: [1e-4]")
+    import yaml
+    cfg = yaml.safe_load(text)
+    assert cfg["stages"]["sft"]["grid"]["ratios"] == ["1e-4"]
+    study = load_study(cfg)
+    assert {c.ratio for c in study.cells} == {1e-4}
+    assert {c.learning_rate for c in study.cells} == {8e-4, 3.2e-3}
+
+
+def test_training_spec_derives_accumulation_so_effective_batch_is_exact(demo_config):
+    study = load_study(demo_config)
+    for cell in study.cells:
+        spec = study.training_spec(cell)
+        assert spec["per_device_train_batch_size"] * spec["gradient_accumulation_steps"] * spec["gpus"] \
+            == cell.batch_size
+        assert spec["max_steps"] * cell.batch_size == demo_config["stages"]["sft"]["train_examples"]
+
+
+def _set(cfg, dotted, value):
+    keys = dotted.split(".")
+    node = cfg
+    for k in keys[:-1]:
+        node = node[int(k)] if isinstance(node, list) else node[k]
+    node[keys[-1]] = value
+    return cfg
+
+
+@pytest.mark.parametrize("dotted,value,must_name", [
+    ("stages.sft.grid.ratios", [1e-4, -3e-4], "stages.sft.grid.ratios[1]"),
+    ("stages.sft.grid.ratios", ["fast"], "stages.sft.grid.ratios[0]"),
+    ("stages.sft.grid.ratios", [], "stages.sft.grid.ratios"),
+    ("stages.sft.grid.ratios", [1e-4, 1.0e-4], "stages.sft.grid.ratios"),
+    ("stages.sft.grid.batch_sizes", [32, 48], "stages.sft.grid.batch_sizes"),  # micro 32 does not divide 48
+    ("stages.sft.micro_batch_size", 5, "stages.sft.grid.batch_sizes"),
+    ("stages.sft.seeds", [0, 1.5], "stages.sft.seeds[1]"),
+    ("stages.sft.seeds", [0, 0], "stages.sft.seeds"),
+    ("tasks.arith.category", "memorisation", "tasks.arith.category"),
+    ("tasks.compare.metric", "exact_match,strict-match", "tasks.compare.metric"),
+    ("stages.sft.recipe.learning_rate", 1e-3, "stages.sft.recipe.learning_rate"),
+    ("models.0.build", None, "models[0].build"),
+])
+def test_bad_values_name_the_key(demo_config, dotted, value, must_name):
+    cfg = _set(demo_config, dotted, value)
+    with pytest.raises(ConfigError) as err:
+        load_study(cfg)
+    assert must_name in str(err.value), str(err.value)
+
+
+def test_unknown_key_typo_is_named_with_allowed_keys(demo_config):
+    grid = demo_config["stages"]["sft"]["grid"]
+    grid["learning_rate"] = grid.pop("ratios")
+    with pytest.raises(ConfigError) as err:
+        load_study(demo_config)
+    msg = str(err.value)
+    assert "stages.sft.grid" in msg and "learning_rate" in msg and "learning_rates" in msg
+
+
+def test_both_ratios_and_learning_rates_is_refused(demo_config):
+    demo_config["stages"]["sft"]["grid"]["learning_rates"] = [1e-3]
+    with pytest.raises(ConfigError, match="exactly one of 'ratios' or 'learning_rates'"):
+        load_study(demo_config)
+
+
+def test_missing_local_model_path_is_named(demo_config):
+    demo_config["models"][0] = {"name": "mine", "id": "./no/such/model"}
+    with pytest.raises(ConfigError, match=r"models\[0\]\.id.*does not exist"):
+        load_study(demo_config)
+
+
+def test_snakemake_stops_before_any_job_on_a_bad_config(tmp_path):
+    cfg = small_study()
+    cfg["stages"]["sft"]["grid"]["batch_sizes"] = [3]
+    proc = snakemake(tmp_path, write_config(cfg, tmp_path / "bad.yaml"), "-n", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "stages.sft.grid.batch_sizes" in out and "micro_batch_size" in out
+    assert "Job stats" not in out and not (tmp_path / "results").exists()

@@ -1,0 +1,240 @@
+"""Read, check and complete a study config before any rule runs.
+
+``load_study(config)`` is called by ``rules/common.smk`` on Snakemake's ``config`` dict.
+Errors raise :class:`ConfigError` whose message names the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .grid import Cell, expand_grid
+from .numbers import canonical, coerce_scientific
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+# Metrics each synthetic generator's lm-eval task reports (see lmeval_tasks.py).
+SYNTHETIC_METRICS = {
+    "arithmetic": ["exact_match,strict-match", "exact_match,flexible-extract"],
+    "compare": ["acc,none", "acc_norm,none"],
+    "sequence": ["acc,none", "acc_norm,none"],
+    "format": ["prompt_level_strict_acc,none"],
+}
+
+# Set per cell by the grid and the pipeline; a recipe that sets them is an error.
+GRID_OWNED_RECIPE_KEYS = {
+    "learning_rate": "stages.sft.grid (ratios or learning_rates)",
+    "per_device_train_batch_size": "stages.sft.micro_batch_size",
+    "gradient_accumulation_steps": "stages.sft.grid.batch_sizes (accumulation is derived)",
+    "seed": "stages.sft.seeds",
+    "data_seed": "stages.sft.seeds",
+    "output_dir": "nothing: the pipeline sets results/runs/<run id>/",
+    "max_steps": "stages.sft.train_examples",
+    "use_cpu": "nothing: the device is chosen at run time",
+    "bf16": "nothing: bf16 is used on GPUs that support it, fp32 on CPU",
+    "fp16": "nothing: bf16 is used on GPUs that support it, fp32 on CPU",
+}
+
+DEFAULTS = {
+    "threads": 1,
+    "data": {"synthetic": {"seed": 1234, "train_per_task": 12000, "eval_per_task": 200}},
+    "evaluation": {"batch_size": 64, "limit": None, "apply_chat_template": True, "max_length": None},
+}
+SFT_DEFAULTS = {"gpus": 1, "recipe": {}}
+
+
+class ConfigError(ValueError):
+    """A study config that cannot run; the message says which key and how to fix it."""
+
+
+def _merge_defaults(cfg: dict, defaults: dict) -> dict:
+    out = copy.deepcopy(defaults)
+    for k, v in cfg.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge_defaults(v, out[k])
+        else:
+            out[k] = v
+    return out
+
+
+def _key(path) -> str:
+    s = ""
+    for p in path:
+        s += f"[{p}]" if isinstance(p, int) else (f".{p}" if s else str(p))
+    return s or "(top level)"
+
+
+def _schema_error_message(err: jsonschema.ValidationError) -> str:
+    key = _key(err.absolute_path)
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        return f"config error at {key}: {err.message}. Allowed keys here: {', '.join(allowed)}."
+    if err.validator == "oneOf" and key.endswith("grid"):
+        return (f"config error at {key}: give exactly one of 'ratios' or 'learning_rates' "
+                "(together with 'batch_sizes').")
+    if err.validator == "oneOf" and ".models" in f".{key}":
+        return f"config error at {key}: give exactly one of 'id' (hub id or local path) or 'build'."
+    if err.validator == "enum":
+        return f"config error at {key}: {err.instance!r} is not one of {err.validator_value}."
+    if err.validator in ("exclusiveMinimum", "minimum"):
+        return f"config error at {key}: {err.instance!r} must be > {err.validator_value}" + (
+            "" if err.validator == "exclusiveMinimum" else f" or = {err.validator_value}") + "."
+    if err.validator == "type":
+        hint = ""
+        if isinstance(err.instance, str):
+            hint = " (write numbers without quotes, e.g. 1e-4 or 0.0001)"
+        return f"config error at {key}: {err.instance!r} is not of type {err.validator_value}{hint}."
+    return f"config error at {key}: {err.message}."
+
+
+def validate_schema(cfg: dict) -> None:
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        # the deepest error under a oneOf is usually the helpful one
+        best = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(_schema_error_message(best))
+
+
+def is_local_path(model_id: str) -> bool:
+    return os.path.isabs(model_id) or model_id.startswith(("./", "../", "~"))
+
+
+@dataclass
+class Study:
+    config: dict
+    cells: list[Cell]
+    tasks: dict
+    models: dict
+    base_dir: Path = field(default_factory=Path)
+
+    def cells_of(self, stage: str) -> list[Cell]:
+        return [c for c in self.cells if c.stage == stage]
+
+    def cell(self, run_id: str) -> Cell:
+        for c in self.cells:
+            if c.run_id == run_id:
+                return c
+        raise KeyError(f"run id {run_id!r} is not in the grid of study {self.config['study']!r}")
+
+    @property
+    def synthetic_tasks(self) -> dict:
+        return {name: t for name, t in self.tasks.items() if t.get("synthetic")}
+
+    def training_spec(self, cell: Cell) -> dict:
+        """Everything that defines how one cell trains (the rule's params and run.json)."""
+        stage = self.config["stages"][cell.stage]
+        gpus = stage["gpus"]
+        micro = min(stage["micro_batch_size"], cell.batch_size // gpus) or 1
+        accumulation = cell.batch_size // (micro * gpus)
+        model = self.models[cell.model]
+        spec = {
+            "run_id": cell.run_id,
+            "model": cell.model,
+            "model_id": model.get("id"),
+            "model_revision": model.get("revision"),
+            "stage": cell.stage,
+            "learning_rate": cell.learning_rate,
+            "effective_batch_size": cell.batch_size,
+            "ratio": cell.ratio,
+            "grid_kind": cell.grid_kind,
+            "seed": cell.seed,
+            "per_device_train_batch_size": micro,
+            "gradient_accumulation_steps": accumulation,
+            "gpus": gpus,
+            "train_examples": stage.get("train_examples"),
+            "dataset": stage["dataset"],
+            "recipe": stage["recipe"],
+        }
+        if stage.get("train_examples"):
+            spec["max_steps"] = math.ceil(stage["train_examples"] / cell.batch_size)
+        return spec
+
+
+def _semantic_checks(cfg: dict, base_dir: Path) -> None:
+    names = [m["name"] for m in cfg["models"]]
+    for name in set(names):
+        if names.count(name) > 1:
+            raise ConfigError(f"config error at models: the name {name!r} is used twice; model names must be unique.")
+    for i, m in enumerate(cfg["models"]):
+        mid = m.get("id")
+        if mid and is_local_path(mid) and not (base_dir / os.path.expanduser(mid)).exists():
+            raise ConfigError(
+                f"config error at models[{i}].id: local model directory {mid!r} does not exist. "
+                "Fix the path, or give a hub id such as HuggingFaceTB/SmolLM2-135M.")
+
+    for stage_name, stage in cfg["stages"].items():
+        where = f"stages.{stage_name}"
+        grid = stage["grid"]
+        for key in ("ratios", "learning_rates", "batch_sizes"):
+            values = [canonical(v) for v in grid.get(key, [])]
+            dup = sorted({v for v in values if values.count(v) > 1})
+            if dup:
+                raise ConfigError(f"config error at {where}.grid.{key}: duplicate value(s) {dup}; "
+                                  "each grid cell must appear once.")
+        dup_seeds = sorted({s for s in stage["seeds"] if stage["seeds"].count(s) > 1})
+        if dup_seeds:
+            raise ConfigError(f"config error at {where}.seeds: duplicate seed(s) {dup_seeds}.")
+        gpus = stage.get("gpus", 1)
+        micro = stage["micro_batch_size"]
+        for bs in grid["batch_sizes"]:
+            per_device = min(micro, bs // gpus) if bs >= gpus else 0
+            if per_device == 0 or bs % (per_device * gpus):
+                raise ConfigError(
+                    f"config error at {where}.grid.batch_sizes: effective batch size {bs} is not a "
+                    f"multiple of {where}.micro_batch_size ({micro}) x {where}.gpus ({gpus}). "
+                    "Choose batch sizes that micro_batch_size x gpus divides, or a smaller micro_batch_size.")
+        for key, owner in GRID_OWNED_RECIPE_KEYS.items():
+            if key in stage.get("recipe", {}):
+                raise ConfigError(f"config error at {where}.recipe.{key}: this is set per cell by {owner}; "
+                                  "remove it from the recipe.")
+        ds = stage["dataset"]
+        if ds["source"] == "hub" and not ds.get("id"):
+            raise ConfigError(f"config error at {where}.dataset.id: a hub dataset needs an id, "
+                              "e.g. allenai/tulu-3-sft-mixture.")
+        if ds["source"] == "synthetic" and not any(t.get("synthetic") for t in cfg["tasks"].values()):
+            raise ConfigError(f"config error at {where}.dataset.source: 'synthetic' training data is drawn "
+                              "from the synthetic tasks, but no task sets 'synthetic:'.")
+        if not stage.get("train_examples") and "num_train_epochs" not in stage.get("recipe", {}):
+            raise ConfigError(f"config error at {where}.train_examples: set train_examples (examples per "
+                              f"cell) or {where}.recipe.num_train_epochs.")
+
+    for name, task in cfg["tasks"].items():
+        gen = task.get("synthetic")
+        if gen and task["metric"] not in SYNTHETIC_METRICS[gen]:
+            raise ConfigError(
+                f"config error at tasks.{name}.metric: {task['metric']!r} is not reported by the "
+                f"synthetic {gen!r} task; use one of {SYNTHETIC_METRICS[gen]}.")
+
+
+def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
+    """Validate ``config`` (Snakemake's config dict) and expand its grid."""
+    if not config:
+        raise ConfigError("config error: the config is empty. Run with --configfile config.yaml "
+                          "or --configfile studies/demo.yaml.")
+    base_dir = Path(base_dir)
+    cfg = coerce_scientific(config)
+    validate_schema(cfg)
+    cfg = _merge_defaults(cfg, DEFAULTS)
+    for name in list(cfg["stages"]):
+        cfg["stages"][name] = _merge_defaults(cfg["stages"][name], SFT_DEFAULTS)
+    _semantic_checks(cfg, base_dir)
+
+    models = {m["name"]: m for m in cfg["models"]}
+    cells: list[Cell] = []
+    for stage_name, stage in cfg["stages"].items():
+        for m in cfg["models"]:
+            cells.extend(expand_grid(m["name"], stage_name, stage["grid"], stage["seeds"]))
+    ids = [c.run_id for c in cells]
+    dup = sorted({i for i in ids if ids.count(i) > 1})
+    if dup:
+        raise ConfigError(f"config error at stages: the grid names the same cell twice: {dup}.")
+    return Study(config=cfg, cells=cells, tasks=cfg["tasks"], models=models, base_dir=base_dir)

@@ -1,0 +1,88 @@
+"""Grid cells and their canonical run ids.
+
+A run id names one trained cell and is the folder of all its outputs under
+``results/runs/``. It is made by :func:`run_id` and read back by :func:`parse_run_id`;
+nothing else builds or splits these strings.
+
+    tiny-llama/sft/r1.125e-05_bs8_s0      (grid given as ratios x batch sizes)
+    tiny-llama/sft/lr3e-04_bs8_s0         (grid given as learning rates x batch sizes)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+from .numbers import canonical, fmt_num, parse_num
+
+_CELL_RE = re.compile(
+    r"^(?P<model>[A-Za-z0-9._-]+)/(?P<stage>[a-z]+)/"
+    r"(?P<kind>r|lr)(?P<value>[0-9.]+e[+-]\d+)_bs(?P<bs>\d+)_s(?P<seed>\d+)$"
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    stage: str
+    learning_rate: float
+    batch_size: int
+    seed: int
+    grid_kind: str  # "ratio" or "lr": which number the user set, and so which the id holds
+
+    @property
+    def ratio(self) -> float:
+        return canonical(self.learning_rate / self.batch_size)
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["ratio"] = self.ratio
+        d["run_id"] = self.run_id
+        return d
+
+
+def make_cell(model: str, stage: str, batch_size: int, seed: int, *, ratio: float | None = None,
+              learning_rate: float | None = None) -> Cell:
+    """A cell from either its ratio or its learning rate (exactly one of them)."""
+    if (ratio is None) == (learning_rate is None):
+        raise ValueError("give exactly one of ratio and learning_rate")
+    if ratio is not None:
+        return Cell(model, stage, canonical(canonical(ratio) * batch_size), int(batch_size), int(seed), "ratio")
+    return Cell(model, stage, canonical(learning_rate), int(batch_size), int(seed), "lr")
+
+
+def run_id(cell: Cell) -> str:
+    if cell.grid_kind == "ratio":
+        head = f"r{fmt_num(cell.ratio)}"
+    else:
+        head = f"lr{fmt_num(cell.learning_rate)}"
+    return f"{cell.model}/{cell.stage}/{head}_bs{cell.batch_size}_s{cell.seed}"
+
+
+def parse_run_id(text: str) -> Cell:
+    m = _CELL_RE.match(text)
+    if not m:
+        raise ValueError(
+            f"not a run id: {text!r} (expected MODEL/STAGE/r<ratio>_bs<N>_s<seed> "
+            "or MODEL/STAGE/lr<lr>_bs<N>_s<seed>)"
+        )
+    kw = {"ratio": parse_num(m["value"])} if m["kind"] == "r" else {"learning_rate": parse_num(m["value"])}
+    return make_cell(m["model"], m["stage"], int(m["bs"]), int(m["seed"]), **kw)
+
+
+def expand_grid(model: str, stage: str, grid: dict, seeds: list[int]) -> list[Cell]:
+    """All cells of one model x stage, in a stable order (value, batch size, seed)."""
+    if "ratios" in grid:
+        values, key = grid["ratios"], "ratio"
+    else:
+        values, key = grid["learning_rates"], "learning_rate"
+    return [
+        make_cell(model, stage, bs, seed, **{key: v})
+        for v in values
+        for bs in grid["batch_sizes"]
+        for seed in seeds
+    ]
