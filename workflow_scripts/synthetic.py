@@ -1,0 +1,248 @@
+"""Seeded synthetic tasks written in the real benchmarks' schemas (the offline demo).
+
+Four generators, two per category of the SmolTulu split:
+
+==========  ===========  =========================  ==========================================
+generator   category     schema of                  what the model must do
+==========  ===========  =========================  ==========================================
+arithmetic  reasoning    GSM8K (question, answer)   two-step word problem, worked steps, #### N
+compare     reasoning    ARC (id, question,         pick the largest / smallest of four numbers
+                         choices{text,label},
+                         answerKey)
+sequence    pattern      HellaSwag (ctx, endings,   continue a number progression or a word cycle
+                         label as a string, ...)
+format      pattern      IFEval (key, prompt,       repeat a word n times / rewrite words in a case;
+                         instruction_id_list,       checked by :func:`check_format`
+                         kwargs)
+==========  ===========  =========================  ==========================================
+
+Words and numbers are single whitespace-separated tokens so that a word-level tokenizer and
+a 0.5M-parameter model learn them on two CPU cores. Train and test splits are disjoint by
+prompt text. Everything is a pure function of (generator, seed, sizes).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from .io import atomic_write_text
+
+NAMES = ["tom", "ann", "bob", "eve", "sam", "kim", "lee", "max", "zoe", "ada"]
+ITEMS = ["apples", "coins", "books", "cards", "pens", "shells", "stamps", "eggs"]
+WORDS = ["cat", "dog", "sun", "tree", "fish", "bird", "moon", "rock", "star", "leaf",
+         "rain", "snow", "fire", "wind", "lake", "hill", "rose", "bell", "ship", "road"]
+COLORS = ["red", "blue", "green", "gold", "pink", "gray", "black", "white"]
+CASES = {"upper": str.upper, "lower": str.lower, "title": str.title}
+MAX_NUMBER = 199  # numbers 0..MAX_NUMBER are single tokens
+
+
+def _arithmetic(rng: random.Random, i: int) -> dict:
+    name, item = rng.choice(NAMES), rng.choice(ITEMS)
+    a = rng.randint(2, 40)
+    ops = [("buys", 1), ("finds", 1), ("gets", 1), ("gives away", -1), ("loses", -1), ("sells", -1)]
+    steps, total, text = [], a, [f"{name} has {a} {item} ."]
+    for _ in range(2):
+        verb, sign = rng.choice(ops)
+        if sign < 0 and total < 2:
+            verb, sign = "buys", 1
+        b = rng.randint(1, 30) if sign > 0 else rng.randint(1, total)
+        new = total + sign * b
+        text.append(f"{name} {verb} {b} {item} .")
+        steps.append(f"{total} {'+' if sign > 0 else '-'} {b} = {new}")
+        total = new
+    question = " ".join(text) + f" how many {item} does {name} have now ?"
+    answer = " ; ".join(steps) + f" #### {total}"
+    return {"question": question, "answer": answer}
+
+
+def _compare(rng: random.Random, i: int) -> dict:
+    nums = rng.sample(range(0, 100), 4)
+    which = rng.choice(["largest", "smallest"])
+    correct = max(nums) if which == "largest" else min(nums)
+    labels = ["A", "B", "C", "D"]
+    question = f"which number is the {which} : {' '.join(map(str, nums))} ?"
+    return {
+        "id": f"compare-{i}",
+        "question": question,
+        "choices": {"text": [str(n) for n in nums], "label": labels},
+        "answerKey": labels[nums.index(correct)],
+    }
+
+
+def _sequence(rng: random.Random, i: int) -> dict:
+    if rng.random() < 0.5:
+        step = rng.choice([-1, 1]) * rng.randint(1, 9)
+        lo = 0 if step > 0 else -7 * step
+        hi = MAX_NUMBER - 7 * step if step > 0 else MAX_NUMBER
+        start = rng.randint(lo, min(hi, 120))
+        shown = rng.randint(3, 5)
+        seq = [start + k * step for k in range(shown + 2)]
+        ctx, nxt = seq[:shown], seq[shown:]
+        wrong = [
+            [nxt[0], nxt[1] + step],                 # right start, wrong step
+            [nxt[0] + step, nxt[1] + step],          # skips one
+            [ctx[-1], ctx[-2]],                       # goes back
+            [nxt[0] + 1, nxt[1] + 1],                # off by one
+            [nxt[0] - 1, nxt[1]],
+        ]
+        wrong = [w for w in wrong if all(0 <= x <= MAX_NUMBER for x in w) and w != nxt]
+        correct = " ".join(map(str, nxt))
+        distractors = list(dict.fromkeys(" ".join(map(str, w)) for w in wrong))
+        ctx_text = " ".join(map(str, ctx))
+        label = "numbers"
+    else:
+        period = rng.choice([2, 3])
+        cyc = rng.sample(COLORS + WORDS, period)
+        shown = 2 * period + rng.randint(0, period - 1)
+        seq = [cyc[k % period] for k in range(shown + 2)]
+        ctx, nxt = seq[:shown], seq[shown:]
+        pool = [w for w in COLORS + WORDS if w not in cyc]
+        wrong = [[nxt[1], nxt[0]], [nxt[0], nxt[0]], [rng.choice(pool), nxt[1]], [nxt[0], rng.choice(pool)]]
+        correct = " ".join(nxt)
+        distractors = list(dict.fromkeys(" ".join(w) for w in wrong if w != nxt))
+        ctx_text = " ".join(ctx)
+        label = "words"
+    distractors = [d for d in distractors if d != correct][:3]
+    endings = distractors + [correct]
+    rng.shuffle(endings)
+    return {
+        "ind": i,
+        "activity_label": label,
+        "ctx_a": ctx_text,
+        "ctx_b": "",
+        "ctx": f"continue : {ctx_text}",
+        "endings": endings,
+        "source_id": f"synthetic-sequence-{i}",
+        "split": "test",
+        "split_type": "synthetic",
+        "label": str(endings.index(correct)),
+    }
+
+
+def _format(rng: random.Random, i: int) -> dict:
+    if rng.random() < 0.5:
+        word, n = rng.choice(WORDS), rng.randint(2, 5)
+        prompt = f"repeat the word {word} {n} times"
+        ids, kwargs = ["repeat:word"], [{"word": word, "n": n}]
+    else:
+        case = rng.choice(list(CASES))
+        words = rng.sample(WORDS, rng.randint(2, 3))
+        shown = [w.title() if case == "lower" else w for w in words]
+        prompt = f"write {' '.join(shown)} in {case} case"
+        ids, kwargs = [f"change_case:{case}"], [{"words": words, "case": case}]
+    return {"key": i, "prompt": prompt, "instruction_id_list": ids, "kwargs": kwargs}
+
+
+GENERATORS: dict[str, Callable[[random.Random, int], dict]] = {
+    "arithmetic": _arithmetic,
+    "compare": _compare,
+    "sequence": _sequence,
+    "format": _format,
+}
+GENERATOR_SEED_OFFSET = {"arithmetic": 0, "compare": 1, "sequence": 2, "format": 3}
+
+
+def expected_response(doc: dict) -> str:
+    """The one response of a format item that follows all its instructions."""
+    out = []
+    for inst, kw in zip(doc["instruction_id_list"], doc["kwargs"]):
+        if inst == "repeat:word":
+            out.extend([kw["word"]] * kw["n"])
+        else:
+            out.extend(CASES[kw["case"]](w) for w in kw["words"])
+    return " ".join(out)
+
+
+def check_format(doc: dict, response: str) -> bool:
+    """Verify a response against a format item's instructions (IFEval's 'strict' check)."""
+    tokens = response.strip().split()
+    pos = 0
+    for inst, kw in zip(doc["instruction_id_list"], doc["kwargs"]):
+        if inst == "repeat:word":
+            want = [kw["word"]] * kw["n"]
+        elif inst.startswith("change_case:"):
+            want = [CASES[kw["case"]](w) for w in kw["words"]]
+        else:
+            raise ValueError(f"unknown instruction {inst!r}")
+        if tokens[pos:pos + len(want)] != want:
+            return False
+        pos += len(want)
+    return pos == len(tokens)
+
+
+def prompt_of(generator: str, doc: dict) -> str:
+    """The user turn shown to the model (identical in training and evaluation)."""
+    return {
+        "arithmetic": lambda d: d["question"],
+        "compare": lambda d: d["question"],
+        "sequence": lambda d: d["ctx"],
+        "format": lambda d: d["prompt"],
+    }[generator](doc)
+
+
+def target_of(generator: str, doc: dict) -> str:
+    """The assistant turn that a perfect model gives."""
+    if generator == "arithmetic":
+        return doc["answer"]
+    if generator == "compare":
+        return doc["choices"]["text"][doc["choices"]["label"].index(doc["answerKey"])]
+    if generator == "sequence":
+        return doc["endings"][int(doc["label"])]
+    return expected_response(doc)
+
+
+def generate_splits(generator: str, seed: int, n_train: int, n_test: int) -> dict[str, list[dict]]:
+    """Disjoint train and test items (by prompt), deterministic in ``seed``."""
+    rng = random.Random(seed * 1000 + GENERATOR_SEED_OFFSET[generator])
+    make = GENERATORS[generator]
+    seen: dict[str, dict] = {}
+    attempts, wanted = 0, n_train + n_test
+    while len(seen) < wanted:
+        attempts += 1
+        if attempts > 50 * wanted:
+            raise RuntimeError(f"{generator}: only {len(seen)} distinct items after {attempts} draws")
+        doc = make(rng, len(seen))
+        seen.setdefault(prompt_of(generator, doc), doc)
+    docs = list(seen.values())
+    return {"test": docs[:n_test], "train": docs[n_test:]}
+
+
+def sft_messages(generator: str, docs: Iterable[dict]) -> list[dict]:
+    return [
+        {"messages": [
+            {"role": "user", "content": prompt_of(generator, d)},
+            {"role": "assistant", "content": target_of(generator, d)},
+        ], "source": generator}
+        for d in docs
+    ]
+
+
+def write_jsonl(rows: Iterable[dict], path: str | Path) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_task(generator: str, seed: int, n_train: int, n_test: int, train_path, test_path) -> None:
+    splits = generate_splits(generator, seed, n_train, n_test)
+    write_jsonl(splits["train"], train_path)
+    write_jsonl(splits["test"], test_path)
+
+
+def build_sft_set(task_train_files: dict[str, tuple[str, str]], out_path, seed: int) -> int:
+    """Mix the train splits of all synthetic tasks into one shuffled chat dataset.
+
+    ``task_train_files`` maps task name -> (generator, path of its train split).
+    """
+    rows = []
+    for _, (generator, path) in sorted(task_train_files.items()):
+        rows.extend(sft_messages(generator, read_jsonl(path)))
+    random.Random(seed).shuffle(rows)
+    write_jsonl(rows, out_path)
+    return len(rows)
