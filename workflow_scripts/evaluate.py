@@ -1,0 +1,80 @@
+"""Score one trained cell with lm-eval's ``simple_evaluate``.
+
+Writes the raw results JSON (lm-eval's own structure, less the samples) and the
+per-sample outputs as JSONL, one file per task, so every score can be traced to the
+model's answers and re-analysed (bootstraps over items need them).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .io import atomic_path
+from .lmeval_tasks import task_specs
+from .provenance import git_commit, package_versions
+
+
+def lm_eval_device() -> tuple[str, str]:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "cpu", "float32"
+
+
+def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_json: str | Path,
+                  samples_dir: str | Path, *, batch_size=64, limit=None, apply_chat_template=True,
+                  max_length=None, threads: int = 1, seed: int = 1234) -> dict:
+    import lm_eval
+    import torch
+    from lm_eval.utils import handle_non_serializable
+
+    torch.set_num_threads(threads)
+    t0 = time.time()
+    device, dtype = lm_eval_device()
+    model_args = {"pretrained": str(model_dir), "dtype": dtype}
+    if max_length:
+        model_args["max_length"] = max_length
+    specs = task_specs(tasks, test_files)
+    for name, t in tasks.items():
+        if not t.get("synthetic") and t.get("num_fewshot") is not None:
+            specs[specs.index(name)] = {"task": name, "num_fewshot": t["num_fewshot"]}
+    print(f"[evaluate] {model_dir}: tasks {sorted(tasks)} on {device} ({dtype}), batch {batch_size}", flush=True)
+    out = lm_eval.simple_evaluate(
+        model="hf", model_args=model_args, tasks=specs, batch_size=batch_size, device=device,
+        limit=limit, apply_chat_template=apply_chat_template, log_samples=True,
+        random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+    )
+    samples = out.pop("samples", {})
+    samples_dir = Path(samples_dir)
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    for task, rows in samples.items():
+        with atomic_path(samples_dir / f"{task}.jsonl") as tmp:
+            with open(tmp, "w") as f:
+                for r in rows:
+                    f.write(json.dumps(r, default=handle_non_serializable, sort_keys=True) + "\n")
+    out["pipeline"] = {"versions": package_versions(), "git": git_commit(), "wall_s": round(time.time() - t0, 3),
+                       "device": device, "dtype": dtype}
+    text = json.dumps(out, default=handle_non_serializable, indent=2, sort_keys=True)
+    with atomic_path(out_json) as tmp:
+        tmp.write_text(text + "\n")
+    print(f"[evaluate] done in {time.time() - t0:.1f}s: " + ", ".join(
+        f"{k}={v}" for k, v in primary_scores(out["results"], tasks).items()), flush=True)
+    return out
+
+
+def primary_scores(results: dict, tasks: dict) -> dict:
+    return {name: round(results.get(name, {}).get(t["metric"], float("nan")), 4) for name, t in tasks.items()}
+
+
+def split_metric(metric: str) -> tuple[str, str]:
+    name, filt = metric.split(",", 1)
+    return name, filt
+
+
+def stderr_key(metric: str) -> str:
+    name, filt = split_metric(metric)
+    return f"{name}_stderr,{filt}"
+

@@ -1,0 +1,152 @@
+"""Train one grid cell with TRL's SFTTrainer.
+
+``train_cell(spec, ...)`` takes the dict made by ``Study.training_spec`` (the rule's
+params), so everything that defines a cell arrives in one place and is written back out to
+``run.json`` unchanged, beside what the run measured.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+from .io import atomic_write_json
+from .provenance import git_commit, package_versions, sha256_file
+
+
+def choose_precision() -> dict:
+    """bf16 on a GPU that supports it, fp32 elsewhere; the user never sets this."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"use_cpu": False, "bf16": bool(torch.cuda.is_bf16_supported()), "fp16": False,
+                "device": torch.cuda.get_device_name(0)}
+    return {"use_cpu": True, "bf16": False, "fp16": False, "device": "cpu"}
+
+
+def progress_callback():
+    """One line per logging step: step, percent, loss, learning rate, elapsed and ETA."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            self.t0 = time.time()
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not logs or "loss" not in logs:
+                return
+            elapsed = time.time() - self.t0
+            frac = state.global_step / max(1, state.max_steps)
+            eta = elapsed / frac - elapsed if frac > 0 else float("nan")
+            print(f"[train] step {state.global_step}/{state.max_steps} ({100 * frac:.0f}%) "
+                  f"loss {float(logs['loss']):.4f} lr {float(logs.get('learning_rate', 0)):.3g} "
+                  f"elapsed {elapsed:.0f}s eta {eta:.0f}s", flush=True)
+
+    return Progress()
+
+
+def sft_config_kwargs(spec: dict, output_dir: str, precision: dict) -> dict:
+    """Keyword arguments for trl.SFTConfig: recipe first, then what the cell fixes."""
+    kw = {
+        # TRL turns checkpointing on by default (5x slower on a small model): only when memory
+        # needs it. transformers 5 renamed it; the old name in a recipe still works.
+        "activation_checkpointing": False,
+        "report_to": "none",
+        "save_strategy": "no",
+        "logging_steps": 10,
+        "disable_tqdm": True,  # one log line per logging step reads better in a job log
+        "dataloader_num_workers": 0,
+    }
+    recipe = dict(spec["recipe"])
+    if "gradient_checkpointing" in recipe and "activation_checkpointing" not in recipe:
+        recipe["activation_checkpointing"] = recipe.pop("gradient_checkpointing")
+    kw.update(recipe)
+    kw.update({
+        "output_dir": output_dir,
+        "learning_rate": spec["learning_rate"],
+        "per_device_train_batch_size": spec["per_device_train_batch_size"],
+        "gradient_accumulation_steps": spec["gradient_accumulation_steps"],
+        "seed": spec["seed"],
+        "data_seed": spec["seed"],
+        "use_cpu": precision["use_cpu"],
+        "bf16": precision["bf16"],
+        "fp16": precision["fp16"],
+    })
+    if spec.get("max_steps"):
+        kw["max_steps"] = spec["max_steps"]
+    return kw
+
+
+def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path, *, threads: int = 1) -> dict:
+    """Train ``base_model`` on ``train_file`` (JSONL of chat messages) with the cell's settings.
+
+    Writes ``out_dir/model`` (model + tokenizer), ``out_dir/log_history.json`` and
+    ``out_dir/run.json``; returns the run record.
+    """
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    from .synthetic import read_jsonl
+
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.time()
+    torch.set_num_threads(threads)
+    out_dir = Path(out_dir)
+    precision = choose_precision()
+    revision = spec.get("model_revision")
+    tokenizer = AutoTokenizer.from_pretrained(base_model, revision=revision)
+    model = AutoModelForCausalLM.from_pretrained(
+        base_model, revision=revision,
+        dtype=torch.bfloat16 if precision["bf16"] else torch.float32,
+    )
+    dataset = Dataset.from_list(read_jsonl(train_file))
+    args = SFTConfig(**sft_config_kwargs(spec, str(out_dir / "trainer"), precision))
+    world = max(1, args.world_size)
+    print(f"[train] {spec['run_id']}: lr={spec['learning_rate']:g} effective_bs={spec['effective_batch_size']} "
+          f"(micro {args.per_device_train_batch_size} x accum {args.gradient_accumulation_steps} x {world} proc) "
+          f"steps={args.max_steps} device={precision['device']} bf16={precision['bf16']}", flush=True)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[progress_callback()])
+    trainer.remove_callback(PrinterCallback)  # replaced by the progress line
+    result = trainer.train()
+    steps = trainer.state.global_step
+    effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
+    if effective != spec["effective_batch_size"]:
+        raise RuntimeError(f"effective batch size {effective} != requested {spec['effective_batch_size']}")
+    model_dir = out_dir / "model"
+    trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    history = trainer.state.log_history
+    atomic_write_json(out_dir / "log_history.json", history)
+    losses = [h["loss"] for h in history if "loss" in h]
+    record = {
+        "run_id": spec["run_id"],
+        "spec": spec,
+        "base_model": str(base_model),
+        "train_file": str(train_file),
+        "train_file_sha256": sha256_file(train_file),
+        "train_rows": len(dataset),
+        "optimizer_steps": steps,
+        "examples_seen": steps * effective,
+        "precision": precision,
+        "threads": threads,
+        "train_runtime_s": round(result.metrics.get("train_runtime", time.time() - t0), 3),
+        "wall_s": round(time.time() - t0, 3),
+        "first_loss": losses[0] if losses else None,
+        "final_loss": losses[-1] if losses else None,
+        "started": started.isoformat(),
+        "finished": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "sft_config": {k: v for k, v in json.loads(args.to_json_string()).items()
+                       if k in sft_config_kwargs(spec, "", precision)},
+        "versions": package_versions(),
+        "git": git_commit(),
+        "status": "ok",
+    }
+    atomic_write_json(out_dir / "run.json", record)
+    print(f"[train] done in {record['wall_s']:.1f}s, loss {record['first_loss']} -> {record['final_loss']}", flush=True)
+    return record
