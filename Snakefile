@@ -1,0 +1,21 @@
+# LR/BS ratio study: config -> data -> TRL training grid -> lm-eval -> tables -> figures.
+# Start at docs/architecture.md. A study is one config file: config.yaml (the real study)
+# unless another is given with --configfile (e.g. studies/demo.yaml); the two are never merged.
+
+if not config:
+
+    configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/aggregate.smk"
+include: "rules/plots.smk"
+
+
+rule all:
+    input:
+        get_final_outputs(),
+    default_target: True

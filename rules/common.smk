@@ -1,0 +1,111 @@
+# Config validation, the grid table and the small get_* input functions every rule uses.
+import sys
+
+sys.path.insert(0, workflow.basedir)  # import workflow_scripts without installing it
+
+from snakemake.utils import min_version
+
+from workflow_scripts.config import load_study
+
+min_version("9.0")
+
+
+# Fails here, before any job, with a message naming the bad key.
+STUDY = load_study(config)
+CFG = STUDY.config
+THREADS = CFG["threads"]
+
+RESULTS = "results"
+RUNS = f"{RESULTS}/runs"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
+SYNTH = f"{RESULTS}/data/synthetic"
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9._-]+",
+    stage=r"sft",
+    cell=r"(r|lr)[0-9.]+e[+-]\d+_bs\d+_s\d+",
+    task=r"[A-Za-z0-9_]+",
+
+
+localrules:
+    all,
+    make_task_data,
+    make_sft_data,
+    build_tiny_model,
+    aggregate,
+    plots,
+
+
+def run_id(wildcards):
+    return f"{wildcards.model}/{wildcards.stage}/{wildcards.cell}"
+
+
+def get_cell(wildcards):
+    return STUDY.cell(run_id(wildcards))
+
+
+def get_synthetic_train_files():
+    return {name: f"{SYNTH}/{name}/train.jsonl" for name in STUDY.synthetic_tasks}
+
+
+def get_test_files():
+    return {name: f"{SYNTH}/{name}/test.jsonl" for name in STUDY.synthetic_tasks}
+
+
+def get_stage_data(wildcards):
+    return f"{RESULTS}/data/{wildcards.stage}_train.jsonl"
+
+
+def get_stage_data_inputs(wildcards):
+    ds = CFG["stages"][wildcards.stage]["dataset"]
+    return list(get_synthetic_train_files().values()) if ds["source"] == "synthetic" else []
+
+
+def get_base_model_input(wildcards):
+    """The built tiny model is a DAG input; a hub or local model is not a file of ours."""
+    model = STUDY.models[wildcards.model]
+    return [f"{RESULTS}/models/{wildcards.model}/base"] if "build" in model else []
+
+
+def get_base_model_ref(wildcards):
+    model = STUDY.models[wildcards.model]
+    return f"{RESULTS}/models/{wildcards.model}/base" if "build" in model else model["id"]
+
+
+def get_tiny_model_sft_data(wildcards):
+    stage = next(iter(CFG["stages"]))
+    return f"{RESULTS}/data/{stage}_train.jsonl"
+
+
+def cell_files(cell):
+    d = f"{RUNS}/{cell.run_id}"
+    return {"run_json": f"{d}/run.json", "history_json": f"{d}/log_history.json",
+            "eval_json": f"{d}/eval/results.json"}
+
+
+def get_aggregate_cells():
+    return [{"run_id": c.run_id, **cell_files(c)} for c in STUDY.cells]
+
+
+def get_aggregate_inputs(wildcards):
+    return [path for c in get_aggregate_cells() for key, path in c.items() if key != "run_id"]
+
+
+TABLES = {
+    "scores": f"{RESULTS}/tables/scores.csv",
+    "pivot_csv": f"{RESULTS}/tables/pivot.csv",
+    "pivot_tex": f"{RESULTS}/tables/pivot.tex",
+    "loss": f"{RESULTS}/tables/loss.csv",
+    "runs": f"{RESULTS}/tables/runs.csv",
+}
+FIGURES = {
+    f"{name}_{ext}": f"figures/{name}.{ext}"
+    for name in ("split", "heatmap", "loss")
+    for ext in ("pdf", "png")
+}
+
+
+def get_final_outputs():
+    return list(TABLES.values()) + list(FIGURES.values())

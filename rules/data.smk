@@ -1,0 +1,68 @@
+# Training and evaluation data, and the locally built tiny base model of the demo.
+
+
+rule make_task_data:
+    output:
+        train=f"{SYNTH}/{{task}}/train.jsonl",
+        test=f"{SYNTH}/{{task}}/test.jsonl",
+    params:
+        generator=lambda w: STUDY.tasks[w.task]["synthetic"],
+        seed=CFG["data"]["synthetic"]["seed"],
+        n_train=CFG["data"]["synthetic"]["train_per_task"],
+        n_test=CFG["data"]["synthetic"]["eval_per_task"],
+    log:
+        f"{LOGS}/data/{{task}}.log",
+    benchmark:
+        f"{BENCH}/data/{{task}}.tsv"
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/entry/make_task_data.py"
+
+
+rule make_sft_data:
+    input:
+        get_stage_data_inputs,
+    output:
+        f"{RESULTS}/data/{{stage}}_train.jsonl",
+    params:
+        dataset=lambda w: CFG["stages"][w.stage]["dataset"],
+        train_files=lambda w: {
+            name: (STUDY.tasks[name]["synthetic"], path)
+            for name, path in get_synthetic_train_files().items()
+        },
+        seed=lambda w: CFG["stages"][w.stage]["dataset"].get("seed", 0),
+    log:
+        f"{LOGS}/data/{{stage}}_train.log",
+    benchmark:
+        f"{BENCH}/data/{{stage}}_train.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/entry/make_sft_data.py"
+
+
+rule build_tiny_model:
+    input:
+        sft=get_tiny_model_sft_data,
+    output:
+        directory(f"{RESULTS}/models/{{model}}/base"),
+    params:
+        build=lambda w: STUDY.models[w.model]["build"],
+    log:
+        f"{LOGS}/models/{{model}}.log",
+    benchmark:
+        f"{BENCH}/models/{{model}}.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/entry/build_tiny_model.py"

@@ -1,0 +1,22 @@
+# Tables -> figures (PDF and PNG).
+
+
+rule plots:
+    input:
+        scores=TABLES["scores"],
+        loss=TABLES["loss"],
+    output:
+        **FIGURES,
+    params:
+        study=CFG["study"],
+    log:
+        f"{LOGS}/plots.log",
+    benchmark:
+        f"{BENCH}/plots.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/entry/plots.py"

@@ -1,0 +1,26 @@
+# One TRL training job per grid cell.
+
+
+rule train:
+    input:
+        data=get_stage_data,
+        base=get_base_model_input,
+    output:
+        model=directory(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model"),
+        run=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/run.json",
+        history=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/log_history.json",
+    params:
+        spec=lambda w: STUDY.training_spec(get_cell(w)),
+        base_model=get_base_model_ref,
+    threads: THREADS
+    log:
+        f"{LOGS}/train/{{model}}/{{stage}}/{{cell}}.log",
+    benchmark:
+        f"{BENCH}/train/{{model}}/{{stage}}/{{cell}}.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/entry/train.py"

@@ -1,0 +1,135 @@
+"""From per-cell outputs to the study's tables (CSV, plus LaTeX for the pivot).
+
+Inputs are the files the train and evaluate rules wrote; nothing is recomputed here.
+
+* ``scores.csv``  tidy: one row per run x task x metric (``primary`` marks the task's
+  metric from the config)
+* ``pivot.csv`` / ``pivot.tex``  primary score by task (rows) and LR/BS ratio (columns),
+  mean over seeds and batch sizes, with the number of cells averaged
+* ``loss.csv``  training loss by optimizer step and examples seen, per run
+* ``runs.csv``  one row per run: hyperparameters, steps, examples seen, loss, time
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+from .evaluate import split_metric, stderr_key
+from .grid import parse_run_id
+from .io import atomic_path
+from .numbers import fmt_num
+
+CELL_COLUMNS = ["model", "stage", "run_id", "learning_rate", "batch_size", "ratio", "seed"]
+
+
+def _cell_columns(run_id: str) -> dict:
+    c = parse_run_id(run_id)
+    return {"model": c.model, "stage": c.stage, "run_id": run_id, "learning_rate": c.learning_rate,
+            "batch_size": c.batch_size, "ratio": c.ratio, "seed": c.seed}
+
+
+def score_rows(run_id: str, run: dict, results: dict, tasks: dict) -> list[dict]:
+    """Tidy rows for one evaluated cell."""
+    base = _cell_columns(run_id)
+    base.update({"optimizer_steps": run.get("optimizer_steps"), "examples_seen": run.get("examples_seen")})
+    rows = []
+    for task, spec in sorted(tasks.items()):
+        if task not in results["results"]:
+            raise KeyError(f"{run_id}: lm-eval results have no task {task!r}")
+        res = results["results"][task]
+        metrics = sorted(k for k in res if "," in k and "_stderr," not in k)
+        if spec["metric"] not in metrics:
+            raise KeyError(f"{run_id}: task {task!r} reported {metrics}, not the configured metric {spec['metric']!r}")
+        for m in metrics:
+            value = float(res[m])
+            se = res.get(stderr_key(m))
+            se = float(se) if isinstance(se, (int, float)) else math.nan
+            rows.append({**base, "task": task, "category": spec["category"], "metric": m,
+                         "metric_name": split_metric(m)[0], "primary": m == spec["metric"],
+                         "value": value, "stderr": se, "n_samples": res.get("sample_len")})
+    return rows
+
+
+def scores_table(cells: list[dict], tasks: dict) -> pd.DataFrame:
+    rows = []
+    for c in cells:
+        with open(c["run_json"]) as f:
+            run = json.load(f)
+        with open(c["eval_json"]) as f:
+            results = json.load(f)
+        rows.extend(score_rows(c["run_id"], run, results, tasks))
+    df = pd.DataFrame(rows)
+    return df.sort_values(["model", "stage", "ratio", "batch_size", "seed", "task", "metric"],
+                          kind="stable").reset_index(drop=True)
+
+
+def pivot_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Primary score by (model, stage, category, task) x ratio: mean over seeds and batch sizes."""
+    prim = scores[scores["primary"]]
+    piv = prim.pivot_table(index=["model", "stage", "category", "task", "metric"], columns="ratio",
+                           values="value", aggfunc="mean")
+    piv.columns = [f"r={fmt_num(c)}" for c in piv.columns]
+    counts = prim.groupby(["model", "stage", "category", "task", "metric"])["run_id"].nunique()
+    piv["cells"] = counts
+    return piv.reset_index()
+
+
+def loss_table(cells: list[dict]) -> pd.DataFrame:
+    rows = []
+    for c in cells:
+        with open(c["history_json"]) as f:
+            history = json.load(f)
+        cols = _cell_columns(c["run_id"])
+        for h in history:
+            if "loss" in h:
+                rows.append({**cols, "step": h["step"], "examples_seen": h["step"] * cols["batch_size"],
+                             "loss": float(h["loss"])})
+    return pd.DataFrame(rows)
+
+
+def runs_table(cells: list[dict]) -> pd.DataFrame:
+    rows = []
+    for c in cells:
+        with open(c["run_json"]) as f:
+            run = json.load(f)
+        spec = run["spec"]
+        rows.append({**_cell_columns(c["run_id"]),
+                     "per_device_train_batch_size": spec["per_device_train_batch_size"],
+                     "gradient_accumulation_steps": spec["gradient_accumulation_steps"],
+                     "gpus": spec["gpus"], "optimizer_steps": run["optimizer_steps"],
+                     "examples_seen": run["examples_seen"], "first_loss": run["first_loss"],
+                     "final_loss": run["final_loss"], "train_runtime_s": run["train_runtime_s"],
+                     "status": run.get("status", "ok"), "git_commit": run["git"]["commit"]})
+    return pd.DataFrame(rows)
+
+
+def _write_csv(df: pd.DataFrame, path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def pivot_latex(piv: pd.DataFrame, study: str) -> str:
+    body = piv.drop(columns=["model", "stage", "metric"]).copy()
+    body = body.rename(columns={"category": "Category", "task": "Task", "cells": "Cells"})
+    caption = (f"Primary score by task and LR/BS ratio (study {study}); mean over seeds and "
+               "effective batch sizes. Cells: runs averaged per task.")
+    return body.to_latex(index=False, float_format="%.3f", na_rep="--", caption=caption,
+                         label=f"tab:{study}-pivot", escape=True)
+
+
+def write_tables(cells: list[dict], tasks: dict, study: str, outputs: dict) -> dict:
+    """Build every table; ``outputs`` maps scores/pivot_csv/pivot_tex/loss/runs to paths."""
+    scores = scores_table(cells, tasks)
+    piv = pivot_table(scores)
+    _write_csv(scores, outputs["scores"])
+    _write_csv(piv, outputs["pivot_csv"])
+    with atomic_path(outputs["pivot_tex"]) as tmp:
+        tmp.write_text(pivot_latex(piv, study))
+    _write_csv(loss_table(cells), outputs["loss"])
+    _write_csv(runs_table(cells), outputs["runs"])
+    print(f"[aggregate] {len(cells)} runs, {int(scores['primary'].sum())} primary scores", flush=True)
+    print(piv.to_string(index=False), flush=True)
+    return {"scores": scores, "pivot": piv}

@@ -1,0 +1,20 @@
+"""Shared preamble of the entry scripts: import path and log redirection."""
+
+import contextlib
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@contextlib.contextmanager
+def logged(snakemake):
+    """Send stdout and stderr of the job to its Snakemake log file (if it has one)."""
+    if not snakemake.log:
+        yield
+        return
+    Path(snakemake.log[0]).parent.mkdir(parents=True, exist_ok=True)
+    with open(snakemake.log[0], "w", buffering=1) as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+        yield

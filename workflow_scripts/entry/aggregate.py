@@ -1,0 +1,11 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bootstrap import logged  # noqa: E402
+
+from workflow_scripts.aggregate import write_tables  # noqa: E402
+
+with logged(snakemake):  # noqa: F821
+    write_tables(snakemake.params.cells, snakemake.params.tasks, snakemake.params.study,  # noqa: F821
+                 dict(snakemake.output))  # noqa: F821

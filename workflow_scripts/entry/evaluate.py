@@ -1,0 +1,12 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bootstrap import logged  # noqa: E402
+
+from workflow_scripts.evaluate import evaluate_cell  # noqa: E402
+
+with logged(snakemake):  # noqa: F821
+    p = snakemake.params  # noqa: F821
+    evaluate_cell(snakemake.input.model, p.tasks, p.test_files, snakemake.output.results,  # noqa: F821
+                  snakemake.output.samples, threads=snakemake.threads, **p.evaluation)  # noqa: F821

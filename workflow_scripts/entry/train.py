@@ -1,0 +1,11 @@
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bootstrap import logged  # noqa: E402
+
+from workflow_scripts.train import train_cell  # noqa: E402
+
+with logged(snakemake):  # noqa: F821
+    train_cell(snakemake.params.spec, snakemake.params.base_model, snakemake.input.data,  # noqa: F821
+               Path(snakemake.output.run).parent, threads=snakemake.threads)  # noqa: F821
