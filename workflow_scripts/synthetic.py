@@ -19,6 +19,9 @@ format      pattern      IFEval (key, prompt,       repeat a word n times / rewr
 Words and numbers are single whitespace-separated tokens so that a word-level tokenizer and
 a 0.5M-parameter model learn them on two CPU cores. Train and test splits are disjoint by
 prompt text. Everything is a pure function of (generator, seed, sizes).
+
+Example (arithmetic): 'tom has 7 coins , finds 3 , loses 4 . how many coins now ?' ->
+'7 + 3 = 10 ; 10 - 4 = 6 #### 6'.
 """
 
 from __future__ import annotations
@@ -41,19 +44,19 @@ MAX_NUMBER = 199  # numbers 0..MAX_NUMBER are single tokens
 
 def _arithmetic(rng: random.Random, i: int) -> dict:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    a = rng.randint(2, 40)
-    ops = [("buys", 1), ("finds", 1), ("gets", 1), ("gives away", -1), ("loses", -1), ("sells", -1)]
-    steps, total, text = [], a, [f"{name} has {a} {item} ."]
+    a = rng.randint(2, 20)
+    ops = [("gets", 1), ("finds", 1), ("buys", 1), ("loses", -1), ("sells", -1), ("eats", -1)]
+    steps, total, text = [], a, [f"{name} has {a} {item}"]
     for _ in range(2):
         verb, sign = rng.choice(ops)
         if sign < 0 and total < 2:
-            verb, sign = "buys", 1
-        b = rng.randint(1, 30) if sign > 0 else rng.randint(1, total)
+            verb, sign = "gets", 1
+        b = rng.randint(1, 9) if sign > 0 else rng.randint(1, min(9, total))
         new = total + sign * b
-        text.append(f"{name} {verb} {b} {item} .")
+        text.append(f"{verb} {b}")
         steps.append(f"{total} {'+' if sign > 0 else '-'} {b} = {new}")
         total = new
-    question = " ".join(text) + f" how many {item} does {name} have now ?"
+    question = " , ".join(text) + f" . how many {item} now ?"
     answer = " ; ".join(steps) + f" #### {total}"
     return {"question": question, "answer": answer}
 
