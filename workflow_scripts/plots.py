@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -48,9 +49,9 @@ def split_figure(scores: pd.DataFrame, study: str):
         mean = g.groupby(["label", "category", "ratio"], as_index=False)["value"].mean()
         sns.lineplot(data=mean, x="ratio", y="value", hue="label", style="category", hue_order=tasks,
                      dashes=CATEGORY_DASHES, markers=False, palette=palette, ax=ax, legend="brief")
+        markers = dict(zip(sorted(g["batch_size"].unique()), "oXs^Dv<>P*"))
         sns.scatterplot(data=g, x="ratio", y="value", hue="label", hue_order=tasks, palette=palette,
-                        style="batch_size" if g["batch_size"].nunique() > 1 else None,
-                        alpha=0.6, s=28, ax=ax, legend=False)
+                        style="batch_size", markers=markers, alpha=0.6, s=28, ax=ax, legend=False)
         ax.set_xscale("log")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("learning rate / effective batch size")
@@ -58,7 +59,13 @@ def split_figure(scores: pd.DataFrame, study: str):
         ax.set_title(title)
         ax.grid(alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
-        ax.legend(handles, [{"label": "task", "category": "category"}.get(x, x) for x in labels],
+        labels = [{"label": "task", "category": "category"}.get(x, x) for x in labels]
+        handles.append(Line2D([], [], linestyle="none"))
+        labels.append("run (batch size)")
+        for bs, marker in markers.items():
+            handles.append(Line2D([], [], marker=marker, color="gray", linestyle="none", alpha=0.6))
+            labels.append(f"BS {bs}")
+        ax.legend(handles, labels,
                   fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.suptitle(f"{study}: score against LR/BS — reasoning (solid) vs pattern (dashed); "
                  "points are single runs", fontsize=9)
