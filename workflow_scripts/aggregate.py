@@ -7,7 +7,8 @@ Inputs are the files the train and evaluate rules wrote; nothing is recomputed h
 * ``pivot.csv`` / ``pivot.tex``  primary score by task (rows) and LR/BS ratio (columns),
   mean over seeds and batch sizes, with the number of cells averaged
 * ``loss.csv``  training loss by optimizer step and examples seen, per run
-* ``runs.csv``  one row per run: hyperparameters, steps, examples seen, loss, time
+* ``runs.csv``  one row per run: hyperparameters, steps, examples seen, loss (times stay in
+  run.json and the benchmark files, so that the same study gives byte-identical tables)
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def runs_table(cells: list[dict]) -> pd.DataFrame:
                      "gradient_accumulation_steps": spec["gradient_accumulation_steps"],
                      "gpus": spec["gpus"], "optimizer_steps": run["optimizer_steps"],
                      "examples_seen": run["examples_seen"], "first_loss": run["first_loss"],
-                     "final_loss": run["final_loss"], "train_runtime_s": run["train_runtime_s"],
+                     "final_loss": run["final_loss"],
                      "status": run.get("status", "ok"), "git_commit": run["git"]["commit"]})
     return pd.DataFrame(rows)
 
