@@ -4,6 +4,7 @@
 rule evaluate:
     input:
         model=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model",
+        run=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/run.json",
         tests=lambda w: list(get_test_files().values()),
     output:
         results=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/eval/results.json",

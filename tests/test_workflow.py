@@ -51,7 +51,7 @@ def test_tables_have_one_row_per_cell_and_task_with_parsable_ids(study_dir):
     assert (prim["optimizer_steps"] == 24).all() and (prim["examples_seen"] == 96).all()
 
     pivot = pd.read_csv(study_dir / "results/tables/pivot.csv")
-    assert list(pivot.columns) == ["model", "stage", "category", "task", "metric", "r=1e-04", "r=1e-03", "cells"]
+    assert list(pivot.columns) == ["model", "stage", "category", "task", "metric", "r=1e-04", "r=1e-03", "cells", "excluded"]
     assert len(pivot) == len(TASKS)
     tex = (study_dir / "results/tables/pivot.tex").read_text()
     assert "\\begin{tabular}" in tex and "\\toprule" in tex

@@ -5,7 +5,8 @@ Inputs are the files the train and evaluate rules wrote; nothing is recomputed h
 * ``scores.csv``  tidy: one row per run x task x metric (``primary`` marks the task's
   metric from the config)
 * ``pivot.csv`` / ``pivot.tex``  primary score by task (rows) and LR/BS ratio (columns),
-  mean over seeds and batch sizes, with the number of cells averaged
+  mean over seeds and batch sizes of the cells that trained to the end, with the number of
+  cells averaged and the number excluded (diverged)
 * ``loss.csv``  training loss by optimizer step and examples seen, per run
 * ``runs.csv``  one row per run: hyperparameters, steps, examples seen, loss (times stay in
   run.json and the benchmark files, so that the same study gives byte-identical tables)
@@ -35,8 +36,17 @@ def _cell_columns(run_id: str) -> dict:
 def score_rows(run_id: str, run: dict, results: dict, tasks: dict) -> list[dict]:
     """Tidy rows for one evaluated cell."""
     base = _cell_columns(run_id)
-    base.update({"optimizer_steps": run.get("optimizer_steps"), "examples_seen": run.get("examples_seen")})
+    status = run.get("status", "ok")
+    base.update({"optimizer_steps": run.get("optimizer_steps"), "examples_seen": run.get("examples_seen"),
+                 "status": status})
     rows = []
+    if status != "ok" or results.get("status") == "skipped":
+        # not scored: one row per task that says so, never a made-up number
+        for task, spec in sorted(tasks.items()):
+            rows.append({**base, "task": task, "category": spec["category"], "metric": spec["metric"],
+                         "metric_name": split_metric(spec["metric"])[0], "primary": True,
+                         "value": math.nan, "stderr": math.nan, "n_samples": 0})
+        return rows
     for task, spec in sorted(tasks.items()):
         if task not in results["results"]:
             raise KeyError(f"{run_id}: lm-eval results have no task {task!r}")
@@ -69,13 +79,18 @@ def scores_table(cells: list[dict], tasks: dict) -> pd.DataFrame:
 
 def pivot_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Primary score by (model, stage, category, task) x ratio: mean over seeds and batch sizes."""
+    keys = ["model", "stage", "category", "task", "metric"]
     prim = scores[scores["primary"]]
-    piv = prim.pivot_table(index=["model", "stage", "category", "task", "metric"], columns="ratio",
-                           values="value", aggfunc="mean")
+    ok = prim[prim["status"] == "ok"]
+    piv = ok.pivot_table(index=keys, columns="ratio", values="value", aggfunc="mean", dropna=False)
+    piv = piv.reindex(index=pd.MultiIndex.from_frame(prim[keys].drop_duplicates().sort_values(keys)),
+                      columns=sorted(prim["ratio"].unique()))
     piv.columns = [f"r={fmt_num(c)}" for c in piv.columns]
-    counts = prim.groupby(["model", "stage", "category", "task", "metric"])["run_id"].nunique()
-    piv["cells"] = counts
-    return piv.reset_index()
+    piv["cells"] = ok.groupby(keys)["run_id"].nunique()
+    piv["excluded"] = prim[prim["status"] != "ok"].groupby(keys)["run_id"].nunique()
+    piv = piv.reset_index()
+    piv[["cells", "excluded"]] = piv[["cells", "excluded"]].fillna(0).astype(int)
+    return piv
 
 
 def loss_table(cells: list[dict]) -> pd.DataFrame:
@@ -114,9 +129,9 @@ def _write_csv(df: pd.DataFrame, path) -> None:
 
 def pivot_latex(piv: pd.DataFrame, study: str) -> str:
     body = piv.drop(columns=["model", "stage", "metric"]).copy()
-    body = body.rename(columns={"category": "Category", "task": "Task", "cells": "Cells"})
+    body = body.rename(columns={"category": "Category", "task": "Task", "cells": "Cells", "excluded": "Excluded"})
     caption = (f"Primary score by task and LR/BS ratio (study {study}); mean over seeds and "
-               "effective batch sizes. Cells: runs averaged per task.")
+               "effective batch sizes. Cells: runs averaged; excluded: runs that diverged.")
     return body.to_latex(index=False, float_format="%.3f", na_rep="--", caption=caption,
                          label=f"tab:{study}-pivot", escape=True)
 
@@ -131,6 +146,8 @@ def write_tables(cells: list[dict], tasks: dict, study: str, outputs: dict) -> d
         tmp.write_text(pivot_latex(piv, study))
     _write_csv(loss_table(cells), outputs["loss"])
     _write_csv(runs_table(cells), outputs["runs"])
-    print(f"[aggregate] {len(cells)} runs, {int(scores['primary'].sum())} primary scores", flush=True)
+    n_bad = scores.loc[scores["status"] != "ok", "run_id"].nunique()
+    print(f"[aggregate] {len(cells)} runs ({n_bad} not scored: diverged), "
+          f"{int((scores['primary'] & scores['value'].notna()).sum())} primary scores", flush=True)
     print(piv.to_string(index=False), flush=True)
     return {"scores": scores, "pivot": piv}

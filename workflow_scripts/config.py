@@ -47,7 +47,7 @@ DEFAULTS = {
     "data": {"synthetic": {"seed": 1234, "train_per_task": 12000, "eval_per_task": 200}},
     "evaluation": {"batch_size": 64, "limit": None, "apply_chat_template": True, "max_length": None},
 }
-SFT_DEFAULTS = {"gpus": 1, "recipe": {}}
+SFT_DEFAULTS = {"gpus": 1, "recipe": {}, "divergence": {"max_loss_factor": 3.0}}
 
 
 class ConfigError(ValueError):
@@ -153,6 +153,7 @@ class Study:
             "train_examples": stage.get("train_examples"),
             "dataset": stage["dataset"],
             "recipe": stage["recipe"],
+            "divergence": stage["divergence"],
         }
         if stage.get("train_examples"):
             spec["max_steps"] = math.ceil(stage["train_examples"] / cell.batch_size)

@@ -26,13 +26,18 @@ def lm_eval_device() -> tuple[str, str]:
 
 def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_json: str | Path,
                   samples_dir: str | Path, *, batch_size=64, limit=None, apply_chat_template=True,
-                  max_length=None, threads: int = 1, seed: int = 1234) -> dict:
+                  max_length=None, threads: int = 1, seed: int = 1234, run_json=None) -> dict:
+    t0 = time.time()
+    if run_json is not None:
+        run = json.loads(Path(run_json).read_text())
+        if run.get("status", "ok") != "ok":
+            return write_skipped(run, out_json, samples_dir)
+
     import lm_eval
     import torch
     from lm_eval.utils import handle_non_serializable
 
     torch.set_num_threads(threads)
-    t0 = time.time()
     device, dtype = lm_eval_device()
     model_args = {"pretrained": str(model_dir), "dtype": dtype}
     if max_length:
@@ -62,6 +67,18 @@ def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_j
         tmp.write_text(text + "\n")
     print(f"[evaluate] done in {time.time() - t0:.1f}s: " + ", ".join(
         f"{k}={v}" for k, v in primary_scores(out["results"], tasks).items()), flush=True)
+    return out
+
+
+def write_skipped(run: dict, out_json, samples_dir) -> dict:
+    """A cell that did not train to the end is not scored: record why instead of a number."""
+    why = run.get("diverged") or {}
+    out = {"status": "skipped", "reason": f"training {run['status']}: {why.get('reason', '')}".strip(),
+           "run_status": run["status"], "results": {}}
+    Path(samples_dir).mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_json) as tmp:
+        tmp.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    print(f"[evaluate] skipped {run['run_id']}: {out['reason']}", flush=True)
     return out
 
 

@@ -1,7 +1,8 @@
 """The study's figures (seaborn), each written as PDF (vector) and PNG.
 
 * split:   primary score against LR/BS (log axis), one line per task (mean over seeds and
-           batch sizes), reasoning tasks solid and pattern tasks dashed, every cell a point
+           batch sizes), reasoning tasks solid and pattern tasks dashed, every cell a point,
+           diverged cells a red cross
 * heatmap: score over learning rate x effective batch size, one panel per task
 * loss:    training loss against examples seen, one line per run
 """
@@ -52,6 +53,12 @@ def split_figure(scores: pd.DataFrame, study: str):
         markers = dict(zip(sorted(g["batch_size"].unique()), "oXs^Dv<>P*"))
         sns.scatterplot(data=g, x="ratio", y="value", hue="label", hue_order=tasks, palette=palette,
                         style="batch_size", markers=markers, alpha=0.6, s=28, ax=ax, legend=False)
+        bad = g[g["status"] != "ok"].drop_duplicates("run_id")
+        if len(bad):
+            ax.scatter(bad["ratio"], [0.0] * len(bad), marker="x", color="red", s=60, zorder=5)
+            for r in sorted(bad["ratio"].unique()):
+                ax.annotate("diverged", (r, 0.0), textcoords="offset points", xytext=(0, 6), ha="center",
+                            color="red", fontsize=7)
         ax.set_xscale("log")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("learning rate / effective batch size")
@@ -80,18 +87,24 @@ def heatmap_figure(scores: pd.DataFrame, study: str):
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.2 * nrow), squeeze=False)
     for ax, (model, stage, task) in zip(axes.flat, keys):
         g = prim[(prim["model"] == model) & (prim["stage"] == stage) & (prim["task"] == task)]
-        piv = g.pivot_table(index="learning_rate", columns="batch_size", values="value", aggfunc="mean")
+        piv = g.pivot_table(index="learning_rate", columns="batch_size", values="value", aggfunc="mean",
+                            dropna=False)
         piv = piv.sort_index(ascending=False)
         piv.index = [fmt_num(v) for v in piv.index]
         sns.heatmap(piv, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax,
                     annot_kws={"fontsize": 7})
+        bad = g[g["status"] != "ok"]
+        for lr, bs in sorted(set(zip(bad["learning_rate"], bad["batch_size"]))):
+            y, x = list(piv.index).index(fmt_num(lr)), list(piv.columns).index(bs)
+            ax.text(x + 0.5, y + 0.5, "diverged", ha="center", va="center", color="red", fontsize=7)
         ax.grid(False)
         ax.set_title(f"{task} ({g['category'].iloc[0]})\n{model} / {stage}", fontsize=8)
         ax.set_xlabel("effective batch size")
         ax.set_ylabel("learning rate")
     for ax in list(axes.flat)[len(keys):]:
         ax.axis("off")
-    fig.suptitle(f"{study}: primary score over LR x BS (blank: not in grid)", fontsize=9)
+    fig.suptitle(f"{study}: primary score over LR x BS (blank: not in grid; red: diverged, not scored)",
+                 fontsize=9)
     return fig
 
 

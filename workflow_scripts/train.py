@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -47,6 +50,39 @@ def progress_callback():
     return Progress()
 
 
+def divergence_callback(max_loss_factor: float):
+    """Stop training when the logged loss is NaN/inf or exceeds max_loss_factor x the first one.
+
+    A learning-rate grid is built to reach the edge of stability; a cell past it must stop
+    early, be recorded as diverged, and leave the rest of the grid to complete.
+    """
+    from transformers import TrainerCallback
+
+    class Divergence(TrainerCallback):
+        def __init__(self):
+            self.first_loss = None
+            self.diverged = None  # {"step": int, "loss": float, "reason": str}
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not logs or "loss" not in logs or self.diverged:
+                return
+            loss = float(logs["loss"])
+            if self.first_loss is None and math.isfinite(loss):
+                self.first_loss = loss
+            if not math.isfinite(loss):
+                reason = f"loss is {loss}"
+            elif loss > max_loss_factor * self.first_loss:
+                reason = f"loss {loss:.4g} > {max_loss_factor:g} x first logged loss {self.first_loss:.4g}"
+            else:
+                return
+            self.diverged = {"step": state.global_step, "loss": loss if math.isfinite(loss) else str(loss),
+                             "reason": reason}
+            print(f"[train] DIVERGED at step {state.global_step}: {reason}; stopping this cell", flush=True)
+            control.should_training_stop = True
+
+    return Divergence()
+
+
 def sft_config_kwargs(spec: dict, output_dir: str, precision: dict) -> dict:
     """Keyword arguments for trl.SFTConfig: recipe first, then what the cell fixes."""
     kw = {
@@ -56,6 +92,7 @@ def sft_config_kwargs(spec: dict, output_dir: str, precision: dict) -> dict:
         "report_to": "none",
         "save_strategy": "no",
         "logging_steps": 10,
+        "logging_first_step": True,  # the step-1 loss is the baseline of the divergence check
         "disable_tqdm": True,  # one log line per logging step reads better in a job log
         "dataloader_num_workers": 0,
     }
@@ -110,20 +147,26 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     print(f"[train] {spec['run_id']}: lr={spec['learning_rate']:g} effective_bs={spec['effective_batch_size']} "
           f"(micro {args.per_device_train_batch_size} x accum {args.gradient_accumulation_steps} x {world} proc) "
           f"steps={args.max_steps} device={precision['device']} bf16={precision['bf16']}", flush=True)
+    divergence = divergence_callback(spec["divergence"]["max_loss_factor"])
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[progress_callback()])
+                         callbacks=[progress_callback(), divergence])
     trainer.remove_callback(PrinterCallback)  # replaced by the progress line
     result = trainer.train()
     steps = trainer.state.global_step
     effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
     if effective != spec["effective_batch_size"]:
         raise RuntimeError(f"effective batch size {effective} != requested {spec['effective_batch_size']}")
-    model_dir = out_dir / "model"
-    trainer.save_model(str(model_dir))
-    tokenizer.save_pretrained(str(model_dir))
+    # weights go to a hidden folder first and are renamed into place: a job killed while
+    # saving leaves no folder that looks like a finished model
+    model_dir, partial = out_dir / "model", out_dir / ".model.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    trainer.save_model(str(partial))
+    tokenizer.save_pretrained(str(partial))
+    shutil.rmtree(model_dir, ignore_errors=True)
+    os.replace(partial, model_dir)
     history = trainer.state.log_history
     atomic_write_json(out_dir / "log_history.json", history)
-    losses = [h["loss"] for h in history if "loss" in h]
+    losses = [h["loss"] if math.isfinite(h["loss"]) else str(h["loss"]) for h in history if "loss" in h]
     record = {
         "run_id": spec["run_id"],
         "spec": spec,
@@ -145,7 +188,8 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
                        if k in sft_config_kwargs(spec, "", precision)},
         "versions": package_versions(),
         "git": git_commit(),
-        "status": "ok",
+        "status": "diverged" if divergence.diverged else "ok",
+        "diverged": divergence.diverged,
     }
     atomic_write_json(out_dir / "run.json", record)
     print(f"[train] done in {record['wall_s']:.1f}s, loss {record['first_loss']} -> {record['final_loss']}", flush=True)
