@@ -6,9 +6,11 @@ rule evaluate:
         model=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model",
         run=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/run.json",
         tests=lambda w: list(get_test_files().values()),
+    # protected: raw evaluation outputs are never overwritten by a rerun; to re-evaluate a
+    # cell on purpose, delete its eval/ folder first (see README)
     output:
-        results=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/eval/results.json",
-        samples=directory(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/eval/samples"),
+        results=protected(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/eval/results.json"),
+        samples=protected(directory(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/eval/samples")),
     params:
         tasks=STUDY.tasks,
         test_files=get_test_files(),
@@ -19,8 +21,8 @@ rule evaluate:
     benchmark:
         f"{BENCH}/evaluate/{{model}}/{{stage}}/{{cell}}.tsv"
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=lambda wildcards, attempt: 120 * attempt,
     conda:
         "../envs/eval.yaml"
     script:

@@ -18,8 +18,9 @@ rule train:
     benchmark:
         f"{BENCH}/train/{{model}}/{{stage}}/{{cell}}.tsv"
     resources:
-        mem_mb=8000,
-        runtime=240,
+        # a job that failed for memory or time is retried with more
+        mem_mb=lambda wildcards, attempt: 8000 * attempt,
+        runtime=lambda wildcards, attempt: 240 * attempt,
     conda:
         "../envs/train.yaml"
     script:

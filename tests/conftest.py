@@ -43,9 +43,9 @@ def write_config(cfg, path):
     return path
 
 
-def snakemake(workdir, configfile, *args, check=True, timeout=1200):
+def snakemake(workdir, configfile, *args, check=True, timeout=1200, env=None):
     """Run the repository's workflow in ``workdir`` (outputs land there, not in the repo)."""
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    env = dict(os.environ, PYTHONHASHSEED="0", **(env or {}))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
            "--configfile", str(configfile), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)

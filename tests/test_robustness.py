@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import small_study, snakemake, write_config
+from workflow_scripts.io import FAULT_ENV
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +42,34 @@ def test_tables_carry_status_and_never_a_made_up_score(diverging_study):
     assert sorted(runs["status"]) == ["diverged", "ok"]
     for name in ("split", "heatmap", "loss"):
         assert (diverging_study / f"figures/{name}.pdf").stat().st_size > 1000
+
+
+def test_killed_jobs_leave_no_final_file_reruns_complete_and_tables_are_deterministic(tmp_path):
+    cfg = write_config(small_study(ratios=(1e-3,), train_examples=16), tmp_path / "study.yaml")
+    results = tmp_path / "results/runs/tiny-llama/sft/r1e-03_bs4_s0/eval/results.json"
+    scores = tmp_path / "results/tables/scores.csv"
+
+    # 1. the evaluation job kills itself (SIGKILL) after writing its temporary results file
+    proc = snakemake(tmp_path, cfg, "--cores", "2", check=False, env={FAULT_ENV: "results.json"})
+    assert proc.returncode != 0
+    assert not results.exists() and not scores.exists()
+    assert list(results.parent.glob(".results.json.*")), "the killed job had written a temporary file"
+
+    # 2. the rerun evaluates; now the aggregation job is killed while writing scores.csv
+    proc = snakemake(tmp_path, cfg, "--cores", "2", check=False, env={FAULT_ENV: "scores.csv"})
+    assert proc.returncode != 0
+    assert results.exists() and not list(results.parent.glob(".results.json.*"))
+    assert not scores.exists() and list(scores.parent.glob(".scores.csv.*"))
+
+    # 3. a plain rerun completes everything
+    snakemake(tmp_path, cfg, "--cores", "2")
+    assert scores.exists() and not list(scores.parent.glob(".scores.csv.*"))
+    table = pd.read_csv(scores)
+    assert len(table[table["primary"]]) == 4 and table["value"].between(0, 1).all()
+
+    # 4. determinism: the same study run again from nothing gives byte-identical tables
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    snakemake(fresh, cfg, "--cores", "2")
+    for name in ("scores.csv", "pivot.csv", "pivot.tex", "loss.csv", "runs.csv"):
+        assert (fresh / "results/tables" / name).read_bytes() == (tmp_path / "results/tables" / name).read_bytes(), name

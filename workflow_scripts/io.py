@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 
+# Fault injection for the tests that kill a job mid-write: when a file whose name matches
+# this glob is about to be renamed into place, the process kills itself with SIGKILL.
+FAULT_ENV = "LRBS_FAULT_KILL_BEFORE_RENAME"
+
+
+def _fault_point(path: Path) -> None:
+    pattern = os.environ.get(FAULT_ENV)
+    if pattern and fnmatch.fnmatch(path.name, pattern):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None):
-    """Yield a temporary path beside ``path``; rename it into place only on success."""
+    """Yield a temporary path beside ``path``; rename it into place only on success.
+
+    A process killed before the rename leaves only a hidden ``.name.*`` file, which the
+    next write of the same file removes.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
+        _fault_point(path)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
