@@ -107,5 +107,11 @@ FIGURES = {
 }
 
 
+def trained_model_output(path):
+    """Trained weights are temp() when the study deletes them after evaluation."""
+    out = directory(path)
+    return temp(out) if CFG["retention"]["delete_weights_after_eval"] else out
+
+
 def get_final_outputs():
     return list(TABLES.values()) + list(FIGURES.values())

@@ -6,7 +6,7 @@ rule train:
         data=get_stage_data,
         base=get_base_model_input,
     output:
-        model=directory(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model"),
+        model=trained_model_output(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model"),
         run=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/run.json",
         history=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/log_history.json",
     params:

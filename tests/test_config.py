@@ -96,3 +96,21 @@ def test_snakemake_stops_before_any_job_on_a_bad_config(tmp_path):
     out = proc.stdout + proc.stderr
     assert "stages.sft.grid.batch_sizes" in out and "micro_batch_size" in out
     assert "Job stats" not in out and not (tmp_path / "results").exists()
+
+
+def test_task_without_category_is_named(demo_config):
+    del demo_config["tasks"]["format"]["category"]
+    with pytest.raises(ConfigError, match=r"tasks\.format.*'category' is a required property"):
+        load_study(demo_config)
+
+
+def test_empty_grid_is_refused(demo_config):
+    demo_config["stages"]["sft"]["grid"]["batch_sizes"] = []
+    with pytest.raises(ConfigError, match=r"stages\.sft\.grid\.batch_sizes"):
+        load_study(demo_config)
+
+
+def test_divergence_factor_must_exceed_one(demo_config):
+    demo_config["stages"]["sft"]["divergence"] = {"max_loss_factor": 0.5}
+    with pytest.raises(ConfigError, match=r"stages\.sft\.divergence\.max_loss_factor"):
+        load_study(demo_config)

@@ -13,9 +13,19 @@ from workflow_scripts.io import FAULT_ENV
 def diverging_study(tmp_path_factory):
     d = tmp_path_factory.mktemp("diverge")
     # ratio 5 at batch 4 is a learning rate of 20: far past the edge of stability
-    cfg = write_config(small_study(ratios=(1e-3, 5.0), train_examples=96), d / "study.yaml")
+    study = small_study(ratios=(1e-3, 5.0), train_examples=96)
+    study["retention"] = {"delete_weights_after_eval": True}
+    cfg = write_config(study, d / "study.yaml")
     snakemake(d, cfg, "--cores", "2")
     return d
+
+
+def test_weights_deleted_after_evaluation_are_not_retrained(diverging_study):
+    runs = diverging_study / "results/runs/tiny-llama/sft"
+    assert not list(runs.glob("*/model")), "temp() weights are removed once evaluated"
+    assert len(list(runs.glob("*/run.json"))) == 2 and len(list(runs.glob("*/eval/results.json"))) == 2
+    dry = snakemake(diverging_study, diverging_study / "study.yaml", "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
 
 
 def test_diverged_cell_is_stopped_early_and_recorded(diverging_study):

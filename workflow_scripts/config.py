@@ -45,6 +45,7 @@ GRID_OWNED_RECIPE_KEYS = {
 DEFAULTS = {
     "threads": 1,
     "data": {"synthetic": {"seed": 1234, "train_per_task": 12000, "eval_per_task": 200}},
+    "retention": {"delete_weights_after_eval": False},
     "evaluation": {"batch_size": 64, "limit": None, "apply_chat_template": True, "max_length": None},
 }
 SFT_DEFAULTS = {"gpus": 1, "recipe": {}, "divergence": {"max_loss_factor": 3.0}}
