@@ -5,8 +5,9 @@ rule aggregate:
     input:
         get_aggregate_inputs,
     output:
-        **TABLES,
+        **reported(TABLES, "Tables", caption="../report/tables.rst"),
     params:
+        config=CFG,
         cells=get_aggregate_cells(),
         tasks=STUDY.tasks,
         study=CFG["study"],

@@ -99,6 +99,7 @@ TABLES = {
     "pivot_tex": f"{RESULTS}/tables/pivot.tex",
     "loss": f"{RESULTS}/tables/loss.csv",
     "runs": f"{RESULTS}/tables/runs.csv",
+    "config": f"{RESULTS}/tables/study_config.yaml",
 }
 FIGURES = {
     f"{name}_{ext}": f"figures/{name}.{ext}"
@@ -111,6 +112,17 @@ def trained_model_output(path):
     """Trained weights are temp() when the study deletes them after evaluation."""
     out = directory(path)
     return temp(out) if CFG["retention"]["delete_weights_after_eval"] else out
+
+
+def reported(paths: dict, category: str, caption=None):
+    """Wrap outputs for `snakemake --report`: PNG figures and CSV/YAML tables, with captions."""
+    out = {}
+    for key, path in paths.items():
+        if path.endswith((".png", ".csv", ".yaml")):
+            cap = caption or f"../report/{key.rsplit('_', 1)[0]}.rst"
+            path = report(path, caption=cap, category=category)
+        out[key] = path
+    return out
 
 
 def get_final_outputs():

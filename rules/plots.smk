@@ -6,7 +6,7 @@ rule plots:
         scores=TABLES["scores"],
         loss=TABLES["loss"],
     output:
-        **FIGURES,
+        **reported(FIGURES, "Figures"),
     params:
         study=CFG["study"],
     log:

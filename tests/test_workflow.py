@@ -101,3 +101,41 @@ def test_lint_is_clean(configfile):
     proc = snakemake(REPO, REPO / configfile, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def _freeze_cli(*args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "workflow_scripts.freeze", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_freeze_verify_and_a_changed_raw_score_is_named(study_dir):
+    cfg = str(study_dir / "study.yaml")
+    made = _freeze_cli("freeze", "paper-v1", "--configfile", cfg, "--root", str(study_dir))
+    assert made.returncode == 0, made.stderr
+    frozen = study_dir / "results/frozen/paper-v1"
+    import json
+    manifest = json.loads((frozen / "MANIFEST.json").read_text())
+    assert "tables/scores.csv" in manifest["files"] and "figures/split.pdf" in manifest["files"]
+    assert set(manifest["lm_eval_task_hashes"]) == TASKS and manifest["versions"]["lm_eval"]
+    assert len(manifest["grid"]) == len({c["run_id"] for c in manifest["grid"]})
+
+    ok = _freeze_cli("verify", "paper-v1", "--root", str(study_dir))
+    assert ok.returncode == 0, ok.stderr
+    again = _freeze_cli("freeze", "paper-v1", "--configfile", cfg, "--root", str(study_dir))
+    assert again.returncode == 2 and "never overwritten" in again.stderr
+
+    run_id = manifest["grid"][0]["run_id"]
+    raw = study_dir / "results/runs" / run_id / "eval/results.json"
+    original = raw.read_text()
+    data = json.loads(original)
+    data["results"]["compare"]["acc,none"] = 0.123456
+    raw.write_text(json.dumps(data))
+    try:
+        bad = _freeze_cli("verify", "paper-v1", "--root", str(study_dir))
+    finally:
+        raw.write_text(original)
+    assert bad.returncode == 1
+    assert f"{run_id} / compare / acc,none" in bad.stderr and "0.123456" in bad.stderr
+    assert _freeze_cli("verify", "paper-v1", "--root", str(study_dir)).returncode == 0

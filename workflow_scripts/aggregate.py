@@ -18,6 +18,7 @@ import json
 import math
 
 import pandas as pd
+import yaml
 
 from .evaluate import split_metric, stderr_key
 from .grid import parse_run_id
@@ -136,8 +137,8 @@ def pivot_latex(piv: pd.DataFrame, study: str) -> str:
                          label=f"tab:{study}-pivot", escape=True)
 
 
-def write_tables(cells: list[dict], tasks: dict, study: str, outputs: dict) -> dict:
-    """Build every table; ``outputs`` maps scores/pivot_csv/pivot_tex/loss/runs to paths."""
+def write_tables(cells: list[dict], tasks: dict, study: str, outputs: dict, config: dict | None = None) -> dict:
+    """Build every table; ``outputs`` maps scores/pivot_csv/pivot_tex/loss/runs(/config) to paths."""
     scores = scores_table(cells, tasks)
     piv = pivot_table(scores)
     _write_csv(scores, outputs["scores"])
@@ -146,6 +147,10 @@ def write_tables(cells: list[dict], tasks: dict, study: str, outputs: dict) -> d
         tmp.write_text(pivot_latex(piv, study))
     _write_csv(loss_table(cells), outputs["loss"])
     _write_csv(runs_table(cells), outputs["runs"])
+    if config is not None and "config" in outputs:
+        with atomic_path(outputs["config"]) as tmp:
+            tmp.write_text("# the study config as validated and completed with defaults\n"
+                           + yaml.safe_dump(config, sort_keys=False))
     n_bad = scores.loc[scores["status"] != "ok", "run_id"].nunique()
     print(f"[aggregate] {len(cells)} runs ({n_bad} not scored: diverged), "
           f"{int((scores['primary'] & scores['value'].notna()).sum())} primary scores", flush=True)

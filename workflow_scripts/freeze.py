@@ -1,0 +1,166 @@
+"""Freeze a study's tables and figures for a paper, and later prove they still regenerate.
+
+    python -m workflow_scripts.freeze freeze TAG [--configfile studies/demo.yaml]
+    python -m workflow_scripts.freeze verify TAG
+
+``freeze`` copies ``results/tables`` and ``figures`` to ``results/frozen/TAG/`` with a
+``MANIFEST.json``: sha256 of every file, the resolved config, the grid (every run id and its
+hyperparameters), package versions, git commit, a hash of each lm-eval task definition as
+lm-eval recorded it, and the model and dataset revisions and hashes. An existing tag is
+never overwritten. ``verify`` rebuilds the tables from the raw per-cell outputs listed in the
+manifest and fails, naming each differing file and cell, if anything differs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from .aggregate import write_tables
+from .io import atomic_write_json
+from .provenance import git_commit, package_versions, sha256_file
+
+TABLE_NAMES = {"scores": "scores.csv", "pivot_csv": "pivot.csv", "pivot_tex": "pivot.tex",
+               "loss": "loss.csv", "runs": "runs.csv"}
+CELL_KEY = ["run_id", "task", "metric"]
+MODEL_METADATA_KEYS = {"pretrained", "dtype", "revision", "device", "max_length", "batch_size"}
+
+
+class FreezeError(RuntimeError):
+    pass
+
+
+def _cell_files(root: Path, run_id: str) -> dict:
+    d = root / "results" / "runs" / run_id
+    return {"run_id": run_id, "run_json": str(d / "run.json"), "history_json": str(d / "log_history.json"),
+            "eval_json": str(d / "eval" / "results.json")}
+
+
+def _task_hashes(cells: list[dict]) -> dict:
+    """sha256 of each task's definition as lm-eval recorded it (same for every cell)."""
+    out = {}
+    for c in cells:
+        results = json.loads(Path(c["eval_json"]).read_text())
+        for task, cfg in results.get("configs", {}).items():
+            # lm-eval copies the model arguments into metadata; the task is everything else
+            cfg = {**cfg, "metadata": {k: v for k, v in cfg.get("metadata", {}).items()
+                                       if k not in MODEL_METADATA_KEYS}}
+            text = json.dumps(cfg, sort_keys=True, default=str)
+            text = re.sub(r" at 0x[0-9a-f]+>", ">", text)  # function reprs carry memory addresses
+            h = hashlib.sha256(text.encode()).hexdigest()
+            if out.setdefault(task, h) != h:
+                raise FreezeError(f"task {task!r} was evaluated with different definitions across cells")
+    return out
+
+
+def freeze(tag: str, study, root: str | Path = ".") -> Path:
+    """Copy the current tables and figures of ``study`` (a config.Study) under results/frozen/TAG."""
+    root = Path(root)
+    dest = root / "results" / "frozen" / tag
+    if dest.exists():
+        raise FreezeError(f"results/frozen/{tag} exists already; frozen results are never overwritten. "
+                          "Choose a new tag.")
+    cells = [_cell_files(root, c.run_id) for c in study.cells]
+    missing = [p for c in cells for k, p in c.items() if k != "run_id" and not Path(p).exists()]
+    if missing:
+        raise FreezeError(f"the study is not complete ({len(missing)} files missing, e.g. {missing[0]}); "
+                          "run snakemake first")
+    sources = {f"tables/{n}": root / "results" / "tables" / n for n in TABLE_NAMES.values()}
+    sources.update({f"figures/{p.name}": p for p in sorted((root / "figures").glob("*.p*[fg]"))})
+    runs = [json.loads(Path(c["run_json"]).read_text()) for c in cells]
+    tmp = dest.with_name(f".{tag}.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for rel, src in sources.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, tmp / rel)
+    manifest = {
+        "tag": tag,
+        "study": study.config["study"],
+        "files": {rel: sha256_file(tmp / rel) for rel in sorted(sources)},
+        "config": study.config,
+        "tasks": study.tasks,
+        "grid": [c.as_dict() for c in study.cells],
+        "versions": package_versions(),
+        "git": git_commit(),
+        "lm_eval_task_hashes": _task_hashes(cells),
+        "models": {name: {"id": m.get("id"), "revision": m.get("revision"), "build": m.get("build")}
+                   for name, m in study.models.items()},
+        "training_data_sha256": sorted({r["train_file_sha256"] for r in runs}),
+        "run_git_commits": sorted({str(r["git"]["commit"]) for r in runs}),
+    }
+    atomic_write_json(tmp / "MANIFEST.json", manifest, default=str)
+    tmp.rename(dest)
+    return dest
+
+
+def _diff_scores(frozen: pd.DataFrame, fresh: pd.DataFrame) -> list[str]:
+    merged = frozen.merge(fresh, on=CELL_KEY, how="outer", suffixes=("_frozen", "_now"), indicator=True)
+    out = []
+    for _, r in merged.iterrows():
+        where = f"{r['run_id']} / {r['task']} / {r['metric']}"
+        if r["_merge"] != "both":
+            out.append(f"scores.csv: {where} only in the {'frozen' if r['_merge'] == 'left_only' else 'new'} table")
+        elif not (pd.isna(r["value_frozen"]) and pd.isna(r["value_now"])) and r["value_frozen"] != r["value_now"]:
+            out.append(f"scores.csv: {where}: frozen {r['value_frozen']} != now {r['value_now']}")
+    return out
+
+
+def verify(tag: str, root: str | Path = ".") -> list[str]:
+    """Regenerate the tables from raw outputs; return the differences (empty: verified)."""
+    root = Path(root)
+    dest = root / "results" / "frozen" / tag
+    manifest = json.loads((dest / "MANIFEST.json").read_text())
+    problems = [f"{rel}: sha256 differs from MANIFEST.json (the frozen copy was edited)"
+                for rel, h in manifest["files"].items() if sha256_file(dest / rel) != h]
+    cells = [_cell_files(root, c["run_id"]) for c in manifest["grid"]]
+    with tempfile.TemporaryDirectory() as tmp:
+        outputs = {k: str(Path(tmp) / n) for k, n in TABLE_NAMES.items()}
+        write_tables(cells, manifest["tasks"], manifest["study"], outputs)
+        frozen_scores = pd.read_csv(dest / "tables" / "scores.csv")
+        problems += _diff_scores(frozen_scores, pd.read_csv(outputs["scores"]))
+        for key, name in TABLE_NAMES.items():
+            if Path(outputs[key]).read_bytes() != (dest / "tables" / name).read_bytes():
+                problems.append(f"{name}: regenerated table differs from results/frozen/{tag}/tables/{name}")
+    return problems
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m workflow_scripts.freeze", description=__doc__.split("\n\n")[0])
+    ap.add_argument("action", choices=["freeze", "verify"])
+    ap.add_argument("tag")
+    ap.add_argument("--configfile", default="config.yaml", help="the study config (freeze only)")
+    ap.add_argument("--root", default=".", help="the study's working directory")
+    args = ap.parse_args(argv)
+    try:
+        if args.action == "freeze":
+            import yaml
+
+            from .config import load_study
+
+            study = load_study(yaml.safe_load(Path(args.configfile).read_text()), base_dir=args.root)
+            dest = freeze(args.tag, study, args.root)
+            print(f"frozen: {dest} ({len(json.loads((dest / 'MANIFEST.json').read_text())['files'])} files)")
+            return 0
+        problems = verify(args.tag, args.root)
+    except FreezeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if problems:
+        print(f"results/frozen/{args.tag} does NOT verify:", file=sys.stderr)
+        for p in problems:
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    print(f"results/frozen/{args.tag} verified: every table regenerates identically from the raw outputs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
