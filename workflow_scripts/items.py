@@ -1,0 +1,34 @@
+"""Per-item scores from lm-eval's sample files: what the item-level bootstrap resamples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .evaluate import split_metric
+
+
+def load_items(cells: list[dict], tasks: dict) -> pd.DataFrame:
+    """Rows (run_id, task, doc_id, score) for the primary metric of every scored cell.
+
+    ``cells`` are dicts with ``run_id`` and ``eval_json``; the samples live beside the
+    results in ``eval/samples/{task}.jsonl``. Skipped (diverged) cells contribute nothing.
+    """
+    rows = []
+    for c in cells:
+        samples_dir = Path(c["eval_json"]).parent / "samples"
+        for task, spec in sorted(tasks.items()):
+            path = samples_dir / f"{task}.jsonl"
+            if not path.exists():
+                continue
+            metric, filt = split_metric(spec["metric"])
+            with open(path) as f:
+                for line in f:
+                    s = json.loads(line)
+                    if s.get("filter", "none") != filt or metric not in s:
+                        continue
+                    rows.append({"run_id": c["run_id"], "task": task, "doc_id": int(s["doc_id"]),
+                                 "score": float(s[metric])})
+    return pd.DataFrame(rows, columns=["run_id", "task", "doc_id", "score"])
