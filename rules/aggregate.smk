@@ -22,3 +22,27 @@ rule aggregate:
         "../envs/analysis.yaml"
     script:
         "../workflow_scripts/entry/aggregate.py"
+
+
+# Tidy scores + per-item outputs -> slopes, split and ratio-invariance statistics.
+rule statistics:
+    input:
+        scores=TABLES["scores"],
+        samples=get_sample_dirs,
+    output:
+        **reported(ANALYSIS, "Statistics", caption="../report/statistics.rst"),
+    params:
+        cells=get_aggregate_cells(),
+        tasks=STUDY.tasks,
+        study=CFG["study"],
+    log:
+        f"{LOGS}/statistics.log",
+    benchmark:
+        f"{BENCH}/statistics.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../workflow_scripts/entry/analyze.py"

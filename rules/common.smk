@@ -35,6 +35,7 @@ localrules:
     make_sft_data,
     build_tiny_model,
     aggregate,
+    statistics,
     plots,
 
 
@@ -93,6 +94,10 @@ def get_aggregate_inputs(wildcards):
     return [path for c in get_aggregate_cells() for key, path in c.items() if key != "run_id"]
 
 
+def get_sample_dirs(wildcards):
+    return [f"{RUNS}/{c.run_id}/eval/samples" for c in STUDY.cells]
+
+
 TABLES = {
     "scores": f"{RESULTS}/tables/scores.csv",
     "pivot_csv": f"{RESULTS}/tables/pivot.csv",
@@ -101,9 +106,15 @@ TABLES = {
     "runs": f"{RESULTS}/tables/runs.csv",
     "config": f"{RESULTS}/tables/study_config.yaml",
 }
+ANALYSIS = {
+    f"{stem}_{ext}": f"{RESULTS}/tables/{stem}.{ext}"
+    for stem in ("slopes", "split", "invariance")
+    for ext in ("csv", "tex", "md")
+}
+ANALYSIS["summary"] = f"{RESULTS}/tables/analysis.md"
 FIGURES = {
     f"{name}_{ext}": f"figures/{name}.{ext}"
-    for name in ("split", "heatmap", "loss")
+    for name in ("split", "forest", "heatmap", "iso_ratio", "loss", "reference")
     for ext in ("pdf", "png")
 }
 
@@ -118,7 +129,7 @@ def reported(paths: dict, category: str, caption=None):
     """Wrap outputs for `snakemake --report`: PNG figures and CSV/YAML tables, with captions."""
     out = {}
     for key, path in paths.items():
-        if path.endswith((".png", ".csv", ".yaml")):
+        if path.endswith((".png", ".csv", ".yaml", ".md")):
             cap = caption or f"../report/{key.rsplit('_', 1)[0]}.rst"
             path = report(path, caption=cap, category=category)
         out[key] = path
@@ -126,4 +137,4 @@ def reported(paths: dict, category: str, caption=None):
 
 
 def get_final_outputs():
-    return list(TABLES.values()) + list(FIGURES.values())
+    return list(TABLES.values()) + list(ANALYSIS.values()) + list(FIGURES.values())

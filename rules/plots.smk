@@ -5,6 +5,9 @@ rule plots:
     input:
         scores=TABLES["scores"],
         loss=TABLES["loss"],
+        slopes=ANALYSIS["slopes_csv"],
+        split=ANALYSIS["split_csv"],
+        published=workflow.source_path("../reference/smoltulu_results.csv"),
     output:
         **reported(FIGURES, "Figures"),
     params:

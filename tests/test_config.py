@@ -114,3 +114,14 @@ def test_divergence_factor_must_exceed_one(demo_config):
     demo_config["stages"]["sft"]["divergence"] = {"max_loss_factor": 0.5}
     with pytest.raises(ConfigError, match=r"stages\.sft\.divergence\.max_loss_factor"):
         load_study(demo_config)
+
+
+def test_grid_can_hold_steps_fixed_instead_of_examples(demo_config):
+    sft = demo_config["stages"]["sft"]
+    del sft["train_examples"]
+    sft["train_steps"] = 300
+    study = load_study(demo_config)
+    assert {study.training_spec(c)["max_steps"] for c in study.cells} == {300}
+    sft["train_examples"] = 1000
+    with pytest.raises(ConfigError, match=r"stages\.sft\.train_steps.*not both"):
+        load_study(demo_config)

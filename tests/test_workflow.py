@@ -57,16 +57,30 @@ def test_tables_have_one_row_per_cell_and_task_with_parsable_ids(study_dir):
     assert "\\begin{tabular}" in tex and "\\toprule" in tex
     loss = pd.read_csv(study_dir / "results/tables/loss.csv")
     assert set(loss["run_id"]) == set(prim["run_id"]) and loss["loss"].gt(0).all()
-    for name in ("split", "heatmap", "loss"):
+    for name in ("split", "forest", "heatmap", "iso_ratio", "loss", "reference"):
         assert (study_dir / f"figures/{name}.pdf").read_bytes().startswith(b"%PDF")
         assert (study_dir / f"figures/{name}.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_statistics_tables_in_three_formats(study_dir):
+    tables = study_dir / "results/tables"
+    for stem in ("slopes", "split", "invariance"):
+        assert (tables / f"{stem}.csv").exists() and "\\toprule" in (tables / f"{stem}.tex").read_text()
+        assert (tables / f"{stem}.md").read_text().count("|") > 10
+    slopes = pd.read_csv(tables / "slopes.csv")
+    assert set(slopes["task"]) == TASKS and slopes["n_cells"].eq(2).all()
+    inv = pd.read_csv(tables / "invariance.csv")
+    # one batch size: k = -b/a cannot be estimated, and the table says so
+    assert (inv["verdict"] == "not estimable").all() and inv["reason"].str.len().gt(0).all()
+    summary = (tables / "analysis.md").read_text()
+    assert "examples_seen held fixed" in summary and "split" in summary
 
 
 def test_every_rule_left_a_log_and_a_benchmark(study_dir):
     logs = list((study_dir / "results/logs").rglob("*.log"))
     bench = list((study_dir / "results/benchmarks").rglob("*.tsv"))
-    # 4 task data + sft data + model + 2 x (train + evaluate) + aggregate + plots
-    assert len(logs) == 12 and len(bench) == 12
+    # 4 task data + sft data + model + 2 x (train + evaluate) + aggregate + statistics + plots
+    assert len(logs) == 13 and len(bench) == 13
     train_log = (study_dir / "results/logs/train/tiny-llama/sft/r1e-04_bs4_s0.log").read_text()
     assert "[train] step 24/24 (100%)" in train_log
 
@@ -78,7 +92,7 @@ def test_adding_a_ratio_runs_only_the_new_cells(study_dir):
 
     plan = planned_jobs(snakemake(study_dir, cfg, "-n").stdout)
     rules = sorted(rule for rule, _ in plan)
-    assert rules == ["aggregate", "all", "evaluate", "plots", "train"], rules
+    assert rules == ["aggregate", "all", "evaluate", "plots", "statistics", "train"], rules
     new = {w["cell"] for rule, w in plan if rule in ("train", "evaluate")}
     assert new == {"r3e-04_bs4_s0"}
 

@@ -158,6 +158,8 @@ class Study:
         }
         if stage.get("train_examples"):
             spec["max_steps"] = math.ceil(stage["train_examples"] / cell.batch_size)
+        elif stage.get("train_steps"):
+            spec["max_steps"] = stage["train_steps"]
         return spec
 
 
@@ -205,9 +207,13 @@ def _semantic_checks(cfg: dict, base_dir: Path) -> None:
         if ds["source"] == "synthetic" and not any(t.get("synthetic") for t in cfg["tasks"].values()):
             raise ConfigError(f"config error at {where}.dataset.source: 'synthetic' training data is drawn "
                               "from the synthetic tasks, but no task sets 'synthetic:'.")
-        if not stage.get("train_examples") and "num_train_epochs" not in stage.get("recipe", {}):
+        if stage.get("train_examples") and stage.get("train_steps"):
+            raise ConfigError(f"config error at {where}.train_steps: set train_examples (examples fixed, "
+                              "steps vary with batch size) or train_steps (steps fixed), not both.")
+        if not (stage.get("train_examples") or stage.get("train_steps")) \
+                and "num_train_epochs" not in stage.get("recipe", {}):
             raise ConfigError(f"config error at {where}.train_examples: set train_examples (examples per "
-                              f"cell) or {where}.recipe.num_train_epochs.")
+                              f"cell), train_steps (steps per cell) or {where}.recipe.num_train_epochs.")
 
     for name, task in cfg["tasks"].items():
         gen = task.get("synthetic")

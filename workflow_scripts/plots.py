@@ -5,6 +5,9 @@
            diverged cells a red cross
 * heatmap: score over learning rate x effective batch size, one panel per task
 * loss:    training loss against examples seen, one line per run
+* forest:  per-task slope against log10(LR/BS) with 95% intervals, by category (headline)
+* iso_ratio: score against batch size at a fixed ratio
+* reference: our best cells beside the published SmolTulu scores (where tasks match)
 """
 
 from __future__ import annotations
@@ -47,7 +50,13 @@ def split_figure(scores: pd.DataFrame, study: str):
     tasks = sorted(prim["label"].unique(), key=lambda s: (not s.endswith("(reasoning)"), s))
     palette = dict(zip(tasks, sns.color_palette("colorblind", len(tasks))))
     for ax, (title, g) in zip(axes[0], panels):
-        mean = g.groupby(["label", "category", "ratio"], as_index=False)["value"].mean()
+        ok = g[g["status"] == "ok"] if "status" in g else g
+        mean = ok.groupby(["label", "category", "ratio"], as_index=False).agg(
+            value=("value", "mean"), se=("stderr", lambda s: (s ** 2).sum() ** 0.5 / max(len(s), 1)))
+        for label, band in mean.groupby("label"):
+            ax.fill_between(band["ratio"], (band["value"] - 1.96 * band["se"]).clip(0, 1),
+                            (band["value"] + 1.96 * band["se"]).clip(0, 1), color=palette[label], alpha=0.15,
+                            linewidth=0)
         sns.lineplot(data=mean, x="ratio", y="value", hue="label", style="category", hue_order=tasks,
                      dashes=CATEGORY_DASHES, markers=False, palette=palette, ax=ax, legend="brief")
         markers = dict(zip(sorted(g["batch_size"].unique()), "oXs^Dv<>P*"))
@@ -75,7 +84,7 @@ def split_figure(scores: pd.DataFrame, study: str):
         ax.legend(handles, labels,
                   fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.suptitle(f"{study}: score against LR/BS — reasoning (solid) vs pattern (dashed); "
-                 "points are single runs", fontsize=9)
+                 "bands: 95% item-level CI of the mean; points are single runs", fontsize=9)
     return fig
 
 
@@ -128,11 +137,120 @@ def loss_figure(loss: pd.DataFrame, study: str):
     return fig
 
 
-def write_figures(scores_csv, loss_csv, outputs: dict, study: str) -> None:
-    sns.set_theme(style="whitegrid", context="paper")
+def _message_figure(title: str, message: str):
+    """A figure that says why it has nothing to show (instead of failing the rule)."""
+    fig, ax = plt.subplots(figsize=(6.4, 2.4))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def forest_figure(slopes: pd.DataFrame, split: pd.DataFrame, study: str):
+    """Per-task slope of score against log10(LR/BS) with 95% intervals, grouped by category."""
+    groups = sorted(slopes.groupby(["model", "stage"]).groups)
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.4 * len(groups), 0.6 + 0.45 * slopes["task"].nunique() + 1.2),
+                             squeeze=False)
+    colors = dict(zip(["reasoning", "pattern"], sns.color_palette("colorblind", 2)))
+    for ax, (model, stage) in zip(axes[0], groups):
+        g = slopes[(slopes["model"] == model) & (slopes["stage"] == stage)]
+        g = g.sort_values(["category", "slope"], ascending=[False, True]).reset_index(drop=True)
+        y = list(range(len(g)))[::-1]
+        for yi, (_, r) in zip(y, g.iterrows()):
+            lo, hi = r["slope"] - r["slope_lo"], r["slope_hi"] - r["slope"]
+            ax.errorbar(r["slope"], yi, xerr=[[lo], [hi]] if pd.notna(lo) else None, fmt="o",
+                        color=colors.get(r["category"], "gray"), capsize=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(y)
+        ax.set_yticklabels([f"{t} ({c})" for t, c in zip(g["task"], g["category"])])
+        ax.set_xlabel("slope of score per decade of LR/BS (95% CI)")
+        sp = split[(split["model"] == model) & (split["stage"] == stage)]
+        title = f"{model} / {stage}"
+        if len(sp) and pd.notna(sp["split"].iloc[0]):
+            r = sp.iloc[0]
+            title += (f"\nsplit (reasoning - pattern, normalised) {r['split']:.2f} "
+                      f"[{r['split_lo']:.2f}, {r['split_hi']:.2f}], p = {r['p_value']:.2g}")
+        ax.set_title(title, fontsize=8)
+    fig.suptitle(f"{study}: how each task's score moves with LR/BS (positive: higher ratio helps)", fontsize=9)
+    return fig
+
+
+def iso_ratio_figure(scores: pd.DataFrame, study: str):
+    """Score against batch size at a fixed ratio: flat lines mean the ratio is the invariant."""
+    prim = scores[scores["primary"] & (scores.get("status", "ok") == "ok")]
+    multi = prim.groupby(["model", "stage", "ratio"])["batch_size"].nunique()
+    keep = multi[multi > 1].reset_index()[["model", "stage", "ratio"]]
+    prim = prim.merge(keep, on=["model", "stage", "ratio"])
+    if prim.empty:
+        return _message_figure(f"{study}: iso-ratio", "No ratio was run at two or more batch sizes,\n"
+                               "so score at a fixed LR/BS cannot be compared across batch sizes.\n"
+                               "Give stages.<stage>.grid several batch_sizes.")
+    keys = sorted(prim.groupby(["model", "stage", "task"]).groups)
+    ncol = min(4, len(keys))
+    nrow = math.ceil(len(keys) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False)
+    for ax, (model, stage, task) in zip(axes.flat, keys):
+        g = prim[(prim["model"] == model) & (prim["stage"] == stage) & (prim["task"] == task)]
+        g = g.assign(ratio_label=g["ratio"].map(fmt_num))
+        order = [fmt_num(r) for r in sorted(g["ratio"].unique())]
+        sns.lineplot(data=g, x="batch_size", y="value", hue="ratio_label", hue_order=order, marker="o",
+                     palette="viridis", errorbar=None, ax=ax)
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{task} ({g['category'].iloc[0]})\n{model} / {stage}", fontsize=8)
+        ax.set_xlabel("effective batch size")
+        ax.set_ylabel("primary score")
+        ax.legend(title="LR/BS", fontsize=6, title_fontsize=7)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    fig.suptitle(f"{study}: score against batch size at fixed LR/BS (flat = ratio is what matters)", fontsize=9)
+    return fig
+
+
+# our lm-eval task -> column of the published SmolTulu table (reference/smoltulu_results.csv)
+PUBLISHED_COLUMNS = {"arc_challenge": "arc_avg", "arc_easy": "arc_avg", "gsm8k": "gsm8k_5shot",
+                     "hellaswag": "hellaswag", "ifeval": "ifeval_avg", "piqa": "piqa",
+                     "leaderboard_mmlu_pro": "mmlu_pro_mcf", "bbh": "bbh_3shot"}
+
+
+def reference_figure(scores: pd.DataFrame, published: pd.DataFrame | None, study: str):
+    """Our best cell per task beside the published SmolTulu scores, where tasks match."""
+    prim = scores[scores["primary"] & (scores.get("status", "ok") == "ok")]
+    prim = prim[prim["task"].isin(PUBLISHED_COLUMNS)]
+    if published is None or prim.empty:
+        return _message_figure(f"{study}: published SmolTulu scores",
+                               "None of this study's tasks has a published SmolTulu score\n"
+                               "(those are gsm8k, arc, hellaswag, ifeval, piqa, MMLU-Pro, bbh):\n"
+                               "see the 1.7B study for the side-by-side comparison.")
+    ours = prim.groupby(["model", "stage", "task"], as_index=False)["value"].max()
+    ours["column"] = ours["task"].map(PUBLISHED_COLUMNS)
+    ours = ours.groupby(["model", "stage", "column"], as_index=False)["value"].mean()
+    ours["who"] = "ours: best " + ours["model"] + " " + ours["stage"] + " cell"
+    ours["score"] = 100 * ours["value"]
+    pub = published.melt(id_vars="model", var_name="column", value_name="score")
+    pub = pub[pub["column"].isin(ours["column"])].rename(columns={"model": "who"})
+    both = pd.concat([pub[["who", "column", "score"]], ours[["who", "column", "score"]]])
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.6 * both["column"].nunique() + 3), 4.0))
+    sns.barplot(data=both, x="column", y="score", hue="who", palette="colorblind", ax=ax)
+    ax.set_xlabel("benchmark (published column)")
+    ax.set_ylabel("score (%)")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.suptitle(f"{study}: our best cells beside published SmolTulu scores (lighteval; ours: lm-eval)", fontsize=9)
+    return fig
+
+
+def write_figures(scores_csv, loss_csv, outputs: dict, study: str, slopes_csv=None, split_csv=None,
+                  published_csv=None) -> None:
+    sns.set_theme(style="whitegrid", context="paper", palette="colorblind")
     scores = pd.read_csv(scores_csv)
     loss = pd.read_csv(loss_csv)
     _save(split_figure(scores, study), outputs["split_pdf"], outputs["split_png"])
     _save(heatmap_figure(scores, study), outputs["heatmap_pdf"], outputs["heatmap_png"])
     _save(loss_figure(loss, study), outputs["loss_pdf"], outputs["loss_png"])
+    _save(iso_ratio_figure(scores, study), outputs["iso_ratio_pdf"], outputs["iso_ratio_png"])
+    if slopes_csv is not None:
+        _save(forest_figure(pd.read_csv(slopes_csv), pd.read_csv(split_csv), study),
+              outputs["forest_pdf"], outputs["forest_png"])
+    published = pd.read_csv(published_csv) if published_csv else None
+    _save(reference_figure(scores, published, study), outputs["reference_pdf"], outputs["reference_png"])
     print(f"[plots] wrote {sorted(outputs.values())}", flush=True)

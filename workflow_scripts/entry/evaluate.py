@@ -1,7 +1,7 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent))  # after the stdlib: no shadowing
 from _bootstrap import logged  # noqa: E402
 
 from workflow_scripts.evaluate import evaluate_cell  # noqa: E402
