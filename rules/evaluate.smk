@@ -6,8 +6,9 @@ rule evaluate:
         model=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model",
         run=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/run.json",
         tests=lambda w: list(get_test_files().values()),
-    # protected: raw evaluation outputs are never overwritten by a rerun; to re-evaluate a
-    # cell on purpose, delete its eval/ folder first (see README)
+    # protected: a rerun refuses to replace raw evaluation outputs (to re-evaluate a cell on
+    # purpose, delete its eval/ folder first); every evaluation is also hard-linked into
+    # results/archive/<run id>/, which nothing deletes (protected() cannot stop root)
     output:
         results=protected(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/eval/results.json"),
         samples=protected(directory(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/eval/samples")),
@@ -15,6 +16,7 @@ rule evaluate:
         tasks=STUDY.tasks,
         test_files=get_test_files(),
         evaluation=CFG["evaluation"],
+        archive=lambda w: f"{RESULTS}/archive/{run_id(w)}/eval",
     threads: THREADS
     log:
         f"{LOGS}/evaluate/{{model}}/{{stage}}/{{cell}}.log",

@@ -56,7 +56,7 @@ def test_training_writes_model_history_and_run_record(trained):
     assert len(on_disk["train_file_sha256"]) == 64
     history = json.loads((out / "log_history.json").read_text())
     losses = [h["loss"] for h in history if "loss" in h]
-    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)  # step 1, then every 4 steps
     # 12 steps at lr 4e-3 on a random 40k-parameter model: the loss must have come down
     assert losses[-1] < losses[0]
 
@@ -82,3 +82,25 @@ def test_lm_eval_scores_match_the_per_sample_outputs(prepared, trained, tmp_path
                         == int(r["target"])) for r in rows]
         assert [r[metric] for r in rows] == ok
         assert out["results"][name][task["metric"]] == pytest.approx(sum(ok) / len(ok))
+
+
+def test_every_evaluation_is_archived_and_a_rerun_keeps_the_first(prepared, trained, tmp_path):
+    from workflow_scripts.evaluate import archive_evaluation
+
+    tasks = {"compare": prepared["study"].tasks["compare"]}
+    archive = tmp_path / "archive"
+    out, samples = tmp_path / "eval" / "results.json", tmp_path / "eval" / "samples"
+    evaluate_cell(str(trained["out"] / "model"), tasks, prepared["test_files"], out, samples,
+                  batch_size=8, archive_dir=archive)
+    first = out.read_text()
+    # a rerun: Snakemake deletes the outputs first, then the job writes them anew
+    out.unlink()
+    for f in samples.iterdir():
+        f.unlink()
+    evaluate_cell(str(trained["out"] / "model"), tasks, prepared["test_files"], out, samples,
+                  batch_size=8, archive_dir=archive)
+    kept = sorted(archive.iterdir())
+    assert len(kept) == 2
+    assert (kept[0] / "results.json").read_text() == first
+    assert (kept[0] / "samples" / "compare.jsonl").exists()
+    assert archive_evaluation(out, samples, None) is None

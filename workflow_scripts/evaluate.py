@@ -7,7 +7,9 @@ model's answers and re-analysed (bootstraps over items need them).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import time
 from pathlib import Path
 
@@ -26,7 +28,8 @@ def lm_eval_device() -> tuple[str, str]:
 
 def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_json: str | Path,
                   samples_dir: str | Path, *, batch_size=64, limit=None, apply_chat_template=True,
-                  max_length=None, threads: int = 1, seed: int = 1234, run_json=None) -> dict:
+                  max_length=None, threads: int = 1, seed: int = 1234, run_json=None,
+                  archive_dir=None) -> dict:
     t0 = time.time()
     if run_json is not None:
         run = json.loads(Path(run_json).read_text())
@@ -65,9 +68,28 @@ def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_j
     text = json.dumps(out, default=handle_non_serializable, indent=2, sort_keys=True)
     with atomic_path(out_json) as tmp:
         tmp.write_text(text + "\n")
+    archive_evaluation(out_json, samples_dir, archive_dir)
     print(f"[evaluate] done in {time.time() - t0:.1f}s: " + ", ".join(
         f"{k}={v}" for k, v in primary_scores(out["results"], tasks).items()), flush=True)
     return out
+
+
+def archive_evaluation(out_json, samples_dir, archive_dir) -> Path | None:
+    """Hard-link a finished evaluation into ``archive_dir/<UTC time>/``; return that folder.
+
+    Snakemake deletes a job's outputs before it reruns it, and ``protected()`` cannot stop
+    that for root; the archive keeps every raw evaluation ever made (links cost no space),
+    so no rerun loses one. Nothing in the workflow deletes the archive.
+    """
+    if archive_dir is None:
+        return None
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    dest = Path(archive_dir) / stamp
+    (dest / "samples").mkdir(parents=True)
+    os.link(out_json, dest / Path(out_json).name)
+    for f in sorted(Path(samples_dir).glob("*.jsonl")):
+        os.link(f, dest / "samples" / f.name)
+    return dest
 
 
 def write_skipped(run: dict, out_json, samples_dir) -> dict:
