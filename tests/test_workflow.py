@@ -153,3 +153,12 @@ def test_freeze_verify_and_a_changed_raw_score_is_named(study_dir):
     assert bad.returncode == 1
     assert f"{run_id} / compare / acc,none" in bad.stderr and "0.123456" in bad.stderr
     assert _freeze_cli("verify", "paper-v1", "--root", str(study_dir)).returncode == 0
+
+
+def test_report_builds_with_figures_and_tables(study_dir):
+    out = study_dir / "report.html"
+    snakemake(study_dir, study_dir / "study.yaml", "--report", str(out))
+    html = out.read_text(errors="replace")
+    assert out.stat().st_size > 100_000
+    for name in ("split.png", "forest.png", "scores.csv", "study_config.yaml"):
+        assert name in html, name

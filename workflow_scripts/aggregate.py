@@ -4,9 +4,10 @@ Inputs are the files the train and evaluate rules wrote; nothing is recomputed h
 
 * ``scores.csv``  tidy: one row per run x task x metric (``primary`` marks the task's
   metric from the config)
-* ``pivot.csv`` / ``pivot.tex``  primary score by task (rows) and LR/BS ratio (columns),
+* ``pivot.csv`` / ``.tex`` / ``.md``  primary score by task (rows) and LR/BS ratio (columns),
   mean over seeds and batch sizes of the cells that trained to the end, with the number of
   cells averaged and the number excluded (diverged)
+* ``cells.csv`` / ``.tex`` / ``.md``  per-cell primary scores, one column per task
 * ``loss.csv``  training loss by optimizer step and examples seen, per run
 * ``runs.csv``  one row per run: hyperparameters, steps, examples seen, loss (times stay in
   run.json and the benchmark files, so that the same study gives byte-identical tables)
@@ -94,6 +95,19 @@ def pivot_table(scores: pd.DataFrame) -> pd.DataFrame:
     return piv
 
 
+def cells_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per-cell scores, wide: one row per run, one column per task (its primary metric)."""
+    prim = scores[scores["primary"]]
+    keys = ["model", "stage", "run_id", "learning_rate", "batch_size", "ratio", "seed", "status"]
+    wide = prim.set_index(keys + ["task"])["value"].unstack("task")  # NaN stays NaN: not scored
+    wide.columns.name = None
+    return wide.reset_index().sort_values(["model", "stage", "ratio", "batch_size", "seed"], kind="stable")
+
+
+def markdown_table(df: pd.DataFrame, caption: str) -> str:
+    return f"**{caption}**\n\n" + df.to_markdown(index=False, floatfmt=".4g") + "\n"
+
+
 def loss_table(cells: list[dict]) -> pd.DataFrame:
     rows = []
     for c in cells:
@@ -145,6 +159,16 @@ def write_tables(cells: list[dict], tasks: dict, study: str, outputs: dict, conf
     _write_csv(piv, outputs["pivot_csv"])
     with atomic_path(outputs["pivot_tex"]) as tmp:
         tmp.write_text(pivot_latex(piv, study))
+    with atomic_path(outputs["pivot_md"]) as tmp:
+        tmp.write_text(markdown_table(piv, f"Primary score by task and LR/BS ratio ({study})"))
+    wide = cells_table(scores)
+    _write_csv(wide, outputs["cells_csv"])
+    caption = f"Primary score of every cell ({study}); empty: not scored (diverged)"
+    with atomic_path(outputs["cells_tex"]) as tmp:
+        tmp.write_text(wide.drop(columns=["model", "stage"]).to_latex(
+            index=False, float_format="%.3g", na_rep="--", caption=caption, label=f"tab:{study}-cells"))
+    with atomic_path(outputs["cells_md"]) as tmp:
+        tmp.write_text(markdown_table(wide, caption))
     _write_csv(loss_table(cells), outputs["loss"])
     _write_csv(runs_table(cells), outputs["runs"])
     if config is not None and "config" in outputs:

@@ -29,6 +29,7 @@ from .io import atomic_write_json
 from .provenance import git_commit, package_versions, sha256_file
 
 TABLE_NAMES = {"scores": "scores.csv", "pivot_csv": "pivot.csv", "pivot_tex": "pivot.tex",
+               "pivot_md": "pivot.md", "cells_csv": "cells.csv", "cells_tex": "cells.tex", "cells_md": "cells.md",
                "loss": "loss.csv", "runs": "runs.csv"}
 CELL_KEY = ["run_id", "task", "metric"]
 MODEL_METADATA_KEYS = {"pretrained", "dtype", "revision", "device", "max_length", "batch_size"}
