@@ -1,4 +1,5 @@
 # Config validation, the grid table and the small get_* input functions every rule uses.
+import os
 import sys
 
 sys.path.insert(0, workflow.basedir)  # import workflow_scripts without installing it
@@ -13,6 +14,9 @@ min_version("9.0")
 # Fails here, before any job, with a message naming the bad key.
 STUDY = load_study(config)
 CFG = STUDY.config
+if CFG.get("cache_dir"):
+    # every job (local or submitted: sbatch exports the environment) caches hub files here
+    os.environ["HF_HOME"] = os.path.abspath(os.path.expanduser(CFG["cache_dir"]))
 THREADS = CFG["threads"]
 
 RESULTS = "results"

@@ -125,3 +125,14 @@ def test_grid_can_hold_steps_fixed_instead_of_examples(demo_config):
     sft["train_examples"] = 1000
     with pytest.raises(ConfigError, match=r"stages\.sft\.train_steps.*not both"):
         load_study(demo_config)
+
+
+def test_cache_dir_that_cannot_be_written_is_named(demo_config, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    demo_config["cache_dir"] = str(blocker / "hf-cache")
+    with pytest.raises(ConfigError, match=r"cache_dir: cannot write to .*hf-cache"):
+        load_study(demo_config)
+    demo_config["cache_dir"] = str(tmp_path / "hf-cache")
+    load_study(demo_config)
+    assert (tmp_path / "hf-cache").is_dir()

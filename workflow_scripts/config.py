@@ -163,7 +163,21 @@ class Study:
         return spec
 
 
+def check_writable_dir(path: Path, key: str) -> None:
+    """Create ``path`` if needed and prove a file can be written there (root ignores modes)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"config error at {key}: cannot write to {str(path)!r} ({e.strerror or e}). "
+                          "Give a folder you can write to.") from None
+
+
 def _semantic_checks(cfg: dict, base_dir: Path) -> None:
+    if cfg.get("cache_dir"):
+        check_writable_dir(base_dir / os.path.expanduser(cfg["cache_dir"]), "cache_dir")
     names = [m["name"] for m in cfg["models"]]
     for name in set(names):
         if names.count(name) > 1:
