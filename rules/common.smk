@@ -1,5 +1,5 @@
 # Config validation, the grid table and the small get_* input functions every rule uses.
-import os
+import re
 import sys
 
 sys.path.insert(0, workflow.basedir)  # import workflow_scripts without installing it
@@ -14,9 +14,6 @@ min_version("9.0")
 # Fails here, before any job, with a message naming the bad key.
 STUDY = load_study(config)
 CFG = STUDY.config
-if CFG.get("cache_dir"):
-    # every job (local or submitted: sbatch exports the environment) caches hub files here
-    os.environ["HF_HOME"] = os.path.abspath(os.path.expanduser(CFG["cache_dir"]))
 THREADS = CFG["threads"]
 
 RESULTS = "results"
@@ -38,6 +35,7 @@ localrules:
     make_task_data,
     make_sft_data,
     build_tiny_model,
+    materialize_gguf_model,
     aggregate,
     statistics,
     plots,
@@ -68,15 +66,25 @@ def get_stage_data_inputs(wildcards):
     return list(get_synthetic_train_files().values()) if ds["source"] == "synthetic" else []
 
 
+def made_locally(model):
+    return "build" in model or "gguf" in model
+
+
 def get_base_model_input(wildcards):
-    """The built tiny model is a DAG input; a hub or local model is not a file of ours."""
+    """A built or materialised base model is a DAG input; a hub or local model is not ours."""
     model = STUDY.models[wildcards.model]
-    return [f"{RESULTS}/models/{wildcards.model}/base"] if "build" in model else []
+    return [f"{RESULTS}/models/{wildcards.model}/base"] if made_locally(model) else []
 
 
 def get_base_model_ref(wildcards):
     model = STUDY.models[wildcards.model]
-    return f"{RESULTS}/models/{wildcards.model}/base" if "build" in model else model["id"]
+    return f"{RESULTS}/models/{wildcards.model}/base" if made_locally(model) else model["id"]
+
+
+def model_names(kind):
+    """A wildcard regex matching only the models a given rule makes (never-matching if none)."""
+    names = STUDY.locally_made(kind)
+    return "|".join(re.escape(n) for n in names) if names else "(?!)"
 
 
 def get_tiny_model_sft_data(wildcards):

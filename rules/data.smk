@@ -53,6 +53,8 @@ rule build_tiny_model:
         sft=get_tiny_model_sft_data,
     output:
         directory(f"{RESULTS}/models/{{model}}/base"),
+    wildcard_constraints:
+        model=model_names("build"),
     params:
         build=lambda w: STUDY.models[w.model]["build"],
     log:
@@ -66,3 +68,23 @@ rule build_tiny_model:
         "../envs/train.yaml"
     script:
         "../workflow_scripts/entry/build_tiny_model.py"
+
+
+rule materialize_gguf_model:
+    output:
+        directory(f"{RESULTS}/models/{{model}}/base"),
+    wildcard_constraints:
+        model=model_names("gguf"),
+    params:
+        gguf=lambda w: STUDY.models[w.model]["gguf"],
+    log:
+        f"{LOGS}/models/{{model}}.log",
+    benchmark:
+        f"{BENCH}/models/{{model}}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/entry/materialize_gguf.py"

@@ -111,7 +111,14 @@ def test_real_study_dag_builds_offline(tmp_path):
     assert "train" in out and "evaluate" in out and "aggregate" in out
 
 
-@pytest.mark.parametrize("configfile", ["config.yaml", "studies/demo.yaml"])
+def test_offline_real_weights_study_dag_builds():
+    out = snakemake(REPO, REPO / "studies/smollm2-135m-offline.yaml", "-n").stdout
+    jobs = planned_jobs(out)
+    assert [r for r, _ in jobs].count("materialize_gguf_model") == 1
+    assert [r for r, _ in jobs].count("train") == 6 and "build_tiny_model" not in out
+
+
+@pytest.mark.parametrize("configfile", ["config.yaml", "studies/demo.yaml", "studies/smollm2-135m-offline.yaml"])
 def test_lint_is_clean(configfile):
     proc = snakemake(REPO, REPO / configfile, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -81,7 +81,7 @@ def _schema_error_message(err: jsonschema.ValidationError) -> str:
         return (f"config error at {key}: give exactly one of 'ratios' or 'learning_rates' "
                 "(together with 'batch_sizes').")
     if err.validator == "oneOf" and ".models" in f".{key}":
-        return f"config error at {key}: give exactly one of 'id' (hub id or local path) or 'build'."
+        return f"config error at {key}: give exactly one of 'id' (hub id or local path), 'build' or 'gguf'."
     if err.validator == "enum":
         return f"config error at {key}: {err.instance!r} is not one of {err.validator_value}."
     if err.validator in ("exclusiveMinimum", "minimum"):
@@ -125,6 +125,10 @@ class Study:
             if c.run_id == run_id:
                 return c
         raise KeyError(f"run id {run_id!r} is not in the grid of study {self.config['study']!r}")
+
+    def locally_made(self, kind: str) -> list[str]:
+        """Names of the models whose base weights a rule makes ('build' or 'gguf')."""
+        return [name for name, m in self.models.items() if kind in m]
 
     @property
     def synthetic_tasks(self) -> dict:

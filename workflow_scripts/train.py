@@ -29,6 +29,14 @@ def choose_precision() -> dict:
     return {"use_cpu": True, "bf16": False, "fp16": False, "device": "cpu"}
 
 
+def as_prompt_completion(row: dict) -> dict:
+    """A chat row -> conversational prompt/completion (the last assistant turn is the completion)."""
+    messages = row["messages"]
+    if messages[-1]["role"] != "assistant":
+        raise ValueError("the last message of a training row must be the assistant's")
+    return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
 def progress_callback():
     """One line per logging step: step, percent, loss, learning rate, elapsed and ETA."""
     from transformers import TrainerCallback
@@ -141,8 +149,18 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
         base_model, revision=revision,
         dtype=torch.bfloat16 if precision["bf16"] else torch.float32,
     )
-    dataset = Dataset.from_list(read_jsonl(train_file))
-    args = SFTConfig(**sft_config_kwargs(spec, str(out_dir / "trainer"), precision))
+    rows = read_jsonl(train_file)
+    kwargs = sft_config_kwargs(spec, str(out_dir / "trainer"), precision)
+    if kwargs.get("assistant_only_loss") and "{% generation" not in (tokenizer.chat_template or ""):
+        # e.g. SmolLM2's template: no {% generation %} tags, so TRL cannot mask the prompt;
+        # the same loss is TRL's completion-only loss on prompt/completion conversations
+        rows = [as_prompt_completion(r) for r in rows]
+        kwargs["assistant_only_loss"] = False
+        kwargs["completion_only_loss"] = True
+        print("[train] chat template has no generation tags: training on prompt/completion pairs "
+              "with completion-only loss (same tokens as assistant-only loss)", flush=True)
+    dataset = Dataset.from_list(rows)
+    args = SFTConfig(**kwargs)
     world = max(1, args.world_size)
     print(f"[train] {spec['run_id']}: lr={spec['learning_rate']:g} effective_bs={spec['effective_batch_size']} "
           f"(micro {args.per_device_train_batch_size} x accum {args.gradient_accumulation_steps} x {world} proc) "
@@ -174,6 +192,8 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
         "train_file": str(train_file),
         "train_file_sha256": sha256_file(train_file),
         "train_rows": len(dataset),
+        "loss_on": "completion" if kwargs.get("completion_only_loss") else (
+            "assistant turns" if kwargs.get("assistant_only_loss") else "all tokens"),
         "optimizer_steps": steps,
         "examples_seen": steps * effective,
         "precision": precision,

@@ -1,6 +1,7 @@
 """Shared preamble of the entry scripts: import path and log redirection."""
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -11,7 +12,14 @@ if str(ROOT) not in sys.path:
 
 @contextlib.contextmanager
 def logged(snakemake):
-    """Send stdout and stderr of the job to its Snakemake log file (if it has one)."""
+    """Send stdout and stderr of the job to its Snakemake log file (if it has one).
+
+    Also points the Hugging Face cache at the study's ``cache_dir``, before any library
+    that reads HF_HOME is imported (the library functions import them lazily).
+    """
+    cache = snakemake.config.get("cache_dir")
+    if cache:
+        os.environ["HF_HOME"] = os.path.abspath(os.path.expanduser(cache))
     if not snakemake.log:
         yield
         return
