@@ -88,14 +88,23 @@ def split_figure(scores: pd.DataFrame, study: str):
     return fig
 
 
-def heatmap_figure(scores: pd.DataFrame, study: str):
-    prim = scores[scores["primary"]]
+def _task_grid(prim: pd.DataFrame, height: float):
+    """One panel per (model, stage, task), four to a row, unused panels hidden."""
     keys = sorted(prim.groupby(["model", "stage", "task"]).groups)
     ncol = min(4, len(keys))
     nrow = math.ceil(len(keys) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.2 * nrow), squeeze=False)
-    for ax, (model, stage, task) in zip(axes.flat, keys):
-        g = prim[(prim["model"] == model) & (prim["stage"] == stage) & (prim["task"] == task)]
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, height * nrow), squeeze=False)
+    for ax in list(axes.flat)[len(keys):]:
+        ax.axis("off")
+    panels = [(ax, key, prim[(prim["model"] == key[0]) & (prim["stage"] == key[1]) & (prim["task"] == key[2])])
+              for ax, key in zip(axes.flat, keys)]
+    return fig, panels
+
+
+def heatmap_figure(scores: pd.DataFrame, study: str):
+    prim = scores[scores["primary"]]
+    fig, panels = _task_grid(prim, 3.2)
+    for ax, (model, stage, task), g in panels:
         piv = g.pivot_table(index="learning_rate", columns="batch_size", values="value", aggfunc="mean",
                             dropna=False)
         piv = piv.sort_index(ascending=False)
@@ -110,8 +119,6 @@ def heatmap_figure(scores: pd.DataFrame, study: str):
         ax.set_title(f"{task} ({g['category'].iloc[0]})\n{model} / {stage}", fontsize=8)
         ax.set_xlabel("effective batch size")
         ax.set_ylabel("learning rate")
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
     fig.suptitle(f"{study}: primary score over LR x BS (blank: not in grid; red: diverged, not scored)",
                  fontsize=9)
     return fig
@@ -185,12 +192,8 @@ def iso_ratio_figure(scores: pd.DataFrame, study: str):
         return _message_figure(f"{study}: iso-ratio", "No ratio was run at two or more batch sizes,\n"
                                "so score at a fixed LR/BS cannot be compared across batch sizes.\n"
                                "Give stages.<stage>.grid several batch_sizes.")
-    keys = sorted(prim.groupby(["model", "stage", "task"]).groups)
-    ncol = min(4, len(keys))
-    nrow = math.ceil(len(keys) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False)
-    for ax, (model, stage, task) in zip(axes.flat, keys):
-        g = prim[(prim["model"] == model) & (prim["stage"] == stage) & (prim["task"] == task)]
+    fig, panels = _task_grid(prim, 3.0)
+    for ax, (model, stage, task), g in panels:
         g = g.assign(ratio_label=g["ratio"].map(fmt_num))
         order = [fmt_num(r) for r in sorted(g["ratio"].unique())]
         sns.lineplot(data=g, x="batch_size", y="value", hue="ratio_label", hue_order=order, marker="o",
@@ -201,8 +204,6 @@ def iso_ratio_figure(scores: pd.DataFrame, study: str):
         ax.set_xlabel("effective batch size")
         ax.set_ylabel("primary score")
         ax.legend(title="LR/BS", fontsize=6, title_fontsize=7)
-    for ax in list(axes.flat)[len(keys):]:
-        ax.axis("off")
     fig.suptitle(f"{study}: score against batch size at fixed LR/BS (flat = ratio is what matters)", fontsize=9)
     return fig
 
