@@ -1,8 +1,9 @@
 # LR/BS ratio study: config -> data -> TRL training grid -> lm-eval -> tables -> figures.
 # Start at docs/architecture.md. A study is one config file: config.yaml (the real study)
 # unless another is given with --configfile (e.g. studies/demo.yaml); the two are never merged.
+# --config KEY=VALUE overrides apply to whichever file is used.
 
-if not config:
+if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
 

@@ -111,6 +111,20 @@ def test_real_study_dag_builds_offline(tmp_path):
     assert "train" in out and "evaluate" in out and "aggregate" in out
 
 
+def test_without_configfile_config_yaml_is_the_study_and_config_overrides_apply():
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "threads=3"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs = planned_jobs(proc.stdout)
+    assert sum(rule == "train" for rule, _ in jobs) == 30  # config.yaml: 5 ratios x 3 batch sizes x 2 seeds
+    # an override reaches the validated config: a bad one is caught and named
+    bad = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "threads=0"], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "config error at threads" in bad.stdout + bad.stderr
+
+
 def test_offline_real_weights_study_dag_builds():
     out = snakemake(REPO, REPO / "studies/smollm2-135m-offline.yaml", "-n").stdout
     jobs = planned_jobs(out)
