@@ -14,6 +14,8 @@ sequence    pattern      HellaSwag (ctx, endings,   continue a number progressio
 format      pattern      IFEval (key, prompt,       repeat a word n times / rewrite words in a case;
                          instruction_id_list,       checked by :func:`check_format`
                          kwargs)
+choose      (tests)      PIQA (goal, sol1, sol2,    pick the larger / smaller of two numbers
+                         label)
 ==========  ===========  =========================  ==========================================
 
 Words and numbers are single whitespace-separated tokens so that a word-level tokenizer and
@@ -139,13 +141,23 @@ def _format(rng: random.Random, i: int) -> dict:
     return {"key": i, "prompt": prompt, "instruction_id_list": ids, "kwargs": kwargs}
 
 
+def _choose(rng: random.Random, i: int) -> dict:
+    """PIQA schema (goal, sol1, sol2, label as int): pick the larger or smaller of two numbers."""
+    a, b = rng.sample(range(0, 100), 2)
+    which = rng.choice(["larger", "smaller"])
+    correct = max(a, b) if which == "larger" else min(a, b)
+    return {"goal": f"which number is {which} : {a} {b} ?", "sol1": str(a), "sol2": str(b),
+            "label": 0 if correct == a else 1}
+
+
 GENERATORS: dict[str, Callable[[random.Random, int], dict]] = {
     "arithmetic": _arithmetic,
     "compare": _compare,
     "sequence": _sequence,
     "format": _format,
+    "choose": _choose,
 }
-GENERATOR_SEED_OFFSET = {"arithmetic": 0, "compare": 1, "sequence": 2, "format": 3}
+GENERATOR_SEED_OFFSET = {"arithmetic": 0, "compare": 1, "sequence": 2, "format": 3, "choose": 4}
 
 
 def expected_response(doc: dict) -> str:
@@ -183,6 +195,7 @@ def prompt_of(generator: str, doc: dict) -> str:
         "compare": lambda d: d["question"],
         "sequence": lambda d: d["ctx"],
         "format": lambda d: d["prompt"],
+        "choose": lambda d: d["goal"],
     }[generator](doc)
 
 
@@ -194,6 +207,8 @@ def target_of(generator: str, doc: dict) -> str:
         return doc["choices"]["text"][doc["choices"]["label"].index(doc["answerKey"])]
     if generator == "sequence":
         return doc["endings"][int(doc["label"])]
+    if generator == "choose":
+        return doc["sol1"] if doc["label"] == 0 else doc["sol2"]
     return expected_response(doc)
 
 
