@@ -121,10 +121,12 @@ class Study:
         return [c for c in self.cells if c.stage == stage]
 
     def cell(self, run_id: str) -> Cell:
-        for c in self.cells:
-            if c.run_id == run_id:
-                return c
-        raise KeyError(f"run id {run_id!r} is not in the grid of study {self.config['study']!r}")
+        if getattr(self, "_by_id", None) is None:  # built once: Snakemake asks once per job
+            self._by_id = {c.run_id: c for c in self.cells}
+        try:
+            return self._by_id[run_id]
+        except KeyError:
+            raise KeyError(f"run id {run_id!r} is not in the grid of study {self.config['study']!r}") from None
 
     def locally_made(self, kind: str) -> list[str]:
         """Names of the models whose base weights a rule makes ('build' or 'gguf')."""

@@ -1,0 +1,75 @@
+"""Snakemake orchestration cost: DAG build + dry run for grids of 10, 100 and 1,000 cells,
+and a no-op rerun of the finished demo study.
+
+    python benchmarks/orchestration.py            # prints a Markdown table
+
+Each grid is the demo study with more ratios and seeds (4 tasks, so a 1,000-cell grid is
+about 2,000 training + evaluation jobs). Times are wall seconds and child CPU seconds of one
+`snakemake -n` process, best of 3.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def grid_config(cells: int) -> dict:
+    cfg = yaml.safe_load((REPO / "studies" / "demo.yaml").read_text())
+    batch_sizes = [8, 32]
+    seeds = [0] if cells <= 10 else [0, 1, 2, 3, 4]
+    n_ratios = cells // (len(batch_sizes) * len(seeds))
+    cfg["stages"]["sft"]["grid"] = {"ratios": [1e-6 * 1.05 ** i for i in range(n_ratios)], "batch_sizes": batch_sizes}
+    cfg["stages"]["sft"]["seeds"] = seeds
+    return cfg
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(proc.stdout[-2000:] + proc.stderr[-2000:])
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc.stdout + proc.stderr
+
+
+def main() -> None:
+    rows = []
+    for cells in (10, 100, 1000):
+        with tempfile.TemporaryDirectory() as d:
+            cfg_path = Path(d) / "study.yaml"
+            cfg_path.write_text(yaml.safe_dump(grid_config(cells)))
+            cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", d,
+                   "--configfile", str(cfg_path), "-n", "--quiet", "rules"]
+            runs = [timed(cmd, REPO) for _ in range(3)]
+            wall, cpu, out = min(runs)
+            table = out.split("Job stats:")[1].split("total")[0]  # the first of the two listings
+            jobs = sum(int(line.split()[-1]) for line in table.splitlines()
+                       if line.split() and line.split()[0] in ("train", "evaluate"))
+            rows.append((f"dry run, {cells} cells", jobs, wall, cpu))
+    if (REPO / "results" / "tables" / "scores.csv").exists():
+        cmd = [sys.executable, "-m", "snakemake", "--configfile", "studies/demo.yaml", "--cores", "2"]
+        wall, cpu, out = min(timed(cmd, REPO) for _ in range(3))
+        assert "Nothing to be done" in out, "the demo study is not finished: run make demo first"
+        rows.append(("no-op rerun of the finished demo", 0, wall, cpu))
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("| what | train+evaluate jobs | wall s | CPU s |\n|---|---|---|---|")
+    for what, jobs, wall, cpu in rows:
+        print(f"| {what} | {jobs} | {wall:.2f} | {cpu:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
