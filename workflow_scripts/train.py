@@ -165,15 +165,15 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     print(f"[train] {spec['run_id']}: lr={spec['learning_rate']:g} effective_bs={spec['effective_batch_size']} "
           f"(micro {args.per_device_train_batch_size} x accum {args.gradient_accumulation_steps} x {world} proc) "
           f"steps={args.max_steps} device={precision['device']} bf16={precision['bf16']}", flush=True)
+    effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
+    if effective != spec["effective_batch_size"]:  # e.g. launched on more processes than planned
+        raise RuntimeError(f"effective batch size {effective} != requested {spec['effective_batch_size']}")
     divergence = divergence_callback(spec["divergence"]["max_loss_factor"])
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[progress_callback(), divergence])
     trainer.remove_callback(PrinterCallback)  # replaced by the progress line
     result = trainer.train()
     steps = trainer.state.global_step
-    effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
-    if effective != spec["effective_batch_size"]:
-        raise RuntimeError(f"effective batch size {effective} != requested {spec['effective_batch_size']}")
     # weights go to a hidden folder first and are renamed into place: a job killed while
     # saving leaves no folder that looks like a finished model
     model_dir, partial = out_dir / "model", out_dir / ".model.partial"
