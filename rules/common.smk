@@ -7,6 +7,7 @@ sys.path.insert(0, workflow.basedir)  # import workflow_scripts without installi
 from snakemake.utils import min_version
 
 from workflow_scripts.config import load_study
+from workflow_scripts.layout import RUNS as RUNS_DIR, cell_files
 
 min_version("9.0")
 
@@ -17,7 +18,7 @@ CFG = STUDY.config
 THREADS = CFG["threads"]
 
 RESULTS = "results"
-RUNS = f"{RESULTS}/runs"
+RUNS = RUNS_DIR  # results/runs: workflow_scripts/layout.py
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 SYNTH = f"{RESULTS}/data/synthetic"
@@ -92,14 +93,8 @@ def get_tiny_model_sft_data(wildcards):
     return f"{RESULTS}/data/{stage}_train.jsonl"
 
 
-def cell_files(cell):
-    d = f"{RUNS}/{cell.run_id}"
-    return {"run_json": f"{d}/run.json", "history_json": f"{d}/log_history.json",
-            "eval_json": f"{d}/eval/results.json"}
-
-
 def get_aggregate_cells():
-    return [{"run_id": c.run_id, **cell_files(c)} for c in STUDY.cells]
+    return [cell_files(c.run_id) for c in STUDY.cells]
 
 
 def get_aggregate_inputs(wildcards):

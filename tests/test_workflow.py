@@ -175,6 +175,8 @@ def test_freeze_verify_and_a_changed_raw_score_is_named(study_dir):
     assert bad.returncode == 1
     assert f"{run_id} / compare / acc,none" in bad.stderr and "0.123456" in bad.stderr
     assert _freeze_cli("verify", "paper-v1", "--root", str(study_dir)).returncode == 0
+    unknown = _freeze_cli("verify", "no-such-tag", "--root", str(study_dir))
+    assert unknown.returncode == 2 and "no-such-tag/MANIFEST.json does not exist" in unknown.stderr
 
 
 def test_report_builds_with_figures_and_tables(study_dir):

@@ -26,6 +26,7 @@ import pandas as pd
 
 from .aggregate import write_tables
 from .io import atomic_write_json
+from .layout import cell_files
 from .provenance import git_commit, package_versions, sha256_file
 
 TABLE_NAMES = {"scores": "scores.csv", "pivot_csv": "pivot.csv", "pivot_tex": "pivot.tex",
@@ -37,12 +38,6 @@ MODEL_METADATA_KEYS = {"pretrained", "dtype", "revision", "device", "max_length"
 
 class FreezeError(RuntimeError):
     pass
-
-
-def _cell_files(root: Path, run_id: str) -> dict:
-    d = root / "results" / "runs" / run_id
-    return {"run_id": run_id, "run_json": str(d / "run.json"), "history_json": str(d / "log_history.json"),
-            "eval_json": str(d / "eval" / "results.json")}
 
 
 def _task_hashes(cells: list[dict]) -> dict:
@@ -69,7 +64,7 @@ def freeze(tag: str, study, root: str | Path = ".") -> Path:
     if dest.exists():
         raise FreezeError(f"results/frozen/{tag} exists already; frozen results are never overwritten. "
                           "Choose a new tag.")
-    cells = [_cell_files(root, c.run_id) for c in study.cells]
+    cells = [cell_files(c.run_id, root) for c in study.cells]
     missing = [p for c in cells for k, p in c.items() if k != "run_id" and not Path(p).exists()]
     if missing:
         raise FreezeError(f"the study is not complete ({len(missing)} files missing, e.g. {missing[0]}); "
@@ -118,10 +113,13 @@ def verify(tag: str, root: str | Path = ".") -> list[str]:
     """Regenerate the tables from raw outputs; return the differences (empty: verified)."""
     root = Path(root)
     dest = root / "results" / "frozen" / tag
+    if not (dest / "MANIFEST.json").exists():
+        raise FreezeError(f"results/frozen/{tag}/MANIFEST.json does not exist; frozen tags: "
+                          f"{sorted(p.name for p in dest.parent.glob('*') if p.is_dir())}")
     manifest = json.loads((dest / "MANIFEST.json").read_text())
     problems = [f"{rel}: sha256 differs from MANIFEST.json (the frozen copy was edited)"
                 for rel, h in manifest["files"].items() if sha256_file(dest / rel) != h]
-    cells = [_cell_files(root, c["run_id"]) for c in manifest["grid"]]
+    cells = [cell_files(c["run_id"], root) for c in manifest["grid"]]
     with tempfile.TemporaryDirectory() as tmp:
         outputs = {k: str(Path(tmp) / n) for k, n in TABLE_NAMES.items()}
         write_tables(cells, manifest["tasks"], manifest["study"], outputs)
