@@ -7,6 +7,7 @@ sys.path.insert(0, workflow.basedir)  # import workflow_scripts without installi
 from snakemake.utils import min_version
 
 from workflow_scripts.config import load_study
+from workflow_scripts.grid import STAGE_PATTERN
 from workflow_scripts.layout import RUNS as RUNS_DIR, cell_files
 
 min_version("9.0")
@@ -26,7 +27,7 @@ SYNTH = f"{RESULTS}/data/synthetic"
 
 wildcard_constraints:
     model=r"[A-Za-z0-9._-]+",
-    stage=r"sft",
+    stage=STAGE_PATTERN,
     cell=r"(r|lr)[0-9.]+e[+-]\d+_bs\d+_s\d+",
     task=r"[A-Za-z0-9_]+",
 
@@ -34,7 +35,7 @@ wildcard_constraints:
 localrules:
     all,
     make_task_data,
-    make_sft_data,
+    make_train_data,
     build_tiny_model,
     materialize_gguf_model,
     aggregate,
@@ -59,7 +60,10 @@ def get_test_files():
 
 
 def get_stage_data(wildcards):
-    return f"{RESULTS}/data/{wildcards.stage}_train.jsonl"
+    return {
+        "data": f"{RESULTS}/data/{wildcards.stage}_train.jsonl",
+        "source": f"{RESULTS}/data/{wildcards.stage}_train.source.json",
+    }
 
 
 def get_stage_data_inputs(wildcards):
@@ -71,13 +75,25 @@ def made_locally(model):
     return "build" in model or "gguf" in model
 
 
+def get_parent(wildcards):
+    """Run id of the SFT cell a DPO cell trains on (None for SFT cells)."""
+    return STUDY.parent_of(get_cell(wildcards))
+
+
 def get_base_model_input(wildcards):
-    """A built or materialised base model is a DAG input; a hub or local model is not ours."""
+    """What a cell trains on top of, when the DAG makes it: a DPO cell's parent SFT model, or
+    a built or materialised base model (a hub or local model is not ours)."""
+    parent = get_parent(wildcards)
+    if parent:
+        return [f"{RUNS}/{parent}/model"]
     model = STUDY.models[wildcards.model]
     return [f"{RESULTS}/models/{wildcards.model}/base"] if made_locally(model) else []
 
 
 def get_base_model_ref(wildcards):
+    parent = get_parent(wildcards)
+    if parent:
+        return f"{RUNS}/{parent}/model"
     model = STUDY.models[wildcards.model]
     return f"{RESULTS}/models/{wildcards.model}/base" if made_locally(model) else model["id"]
 
@@ -89,7 +105,8 @@ def model_names(kind):
 
 
 def get_tiny_model_sft_data(wildcards):
-    stage = next(iter(CFG["stages"]))
+    """The tokenizer of a built model is trained on the text of the first SFT stage."""
+    stage = next(s for s in CFG["stages"] if STUDY.stage_kind(s) == "sft")
     return f"{RESULTS}/data/{stage}_train.jsonl"
 
 

@@ -1,4 +1,5 @@
-# Training and evaluation data, and the locally built tiny base model of the demo.
+# Training and evaluation data, and the locally made base models (local rules: on a cluster
+# they run on the login node, where the hub is reachable).
 
 
 rule make_task_data:
@@ -23,11 +24,12 @@ rule make_task_data:
         "../workflow_scripts/entry/make_task_data.py"
 
 
-rule make_sft_data:
+rule make_train_data:
     input:
         get_stage_data_inputs,
     output:
-        f"{RESULTS}/data/{{stage}}_train.jsonl",
+        data=f"{RESULTS}/data/{{stage}}_train.jsonl",
+        source=f"{RESULTS}/data/{{stage}}_train.source.json",
     params:
         dataset=lambda w: CFG["stages"][w.stage]["dataset"],
         train_files=lambda w: {
@@ -45,7 +47,7 @@ rule make_sft_data:
     conda:
         "../envs/train.yaml"
     script:
-        "../workflow_scripts/entry/make_sft_data.py"
+        "../workflow_scripts/entry/make_train_data.py"
 
 
 rule build_tiny_model:

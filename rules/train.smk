@@ -1,9 +1,10 @@
-# One TRL training job per grid cell.
+# One TRL training job per grid cell: SFTTrainer for sft stages, DPOTrainer for dpo stages
+# (on top of the parent SFT cell's model).
 
 
 rule train:
     input:
-        data=get_stage_data,
+        unpack(get_stage_data),
         base=get_base_model_input,
     output:
         model=trained_model_output(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model"),

@@ -37,6 +37,22 @@ def small_study(ratios=(1e-4, 1e-3), batch_sizes=(4,), seeds=(0,), train_example
     return cfg
 
 
+def with_dpo(cfg, parent=None, ratios=(1e-3,), batch_sizes=(4,), train_examples=32):
+    """Add a small DPO stage (Tulu 3's length-normalised DPO) on top of one SFT cell."""
+    sft = cfg["stages"]["sft"]
+    parent = parent or {"ratio": sft["grid"]["ratios"][-1], "batch_size": sft["grid"]["batch_sizes"][0],
+                        "seed": sft["seeds"][0]}
+    cfg["stages"]["dpo"] = {
+        "parent": parent,
+        "grid": {"ratios": list(ratios), "batch_sizes": list(batch_sizes)},
+        "seeds": [0], "micro_batch_size": 2, "train_examples": train_examples,
+        "dataset": {"source": "synthetic", "seed": 0},
+        "recipe": {"loss_type": ["sigmoid_norm"], "beta": 5.0, "lr_scheduler_type": "linear",
+                   "warmup_steps": 0.1, "max_length": 64, "logging_steps": 2},
+    }
+    return cfg
+
+
 def write_config(cfg, path):
     path = Path(path)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -136,3 +136,38 @@ def test_cache_dir_that_cannot_be_written_is_named(demo_config, tmp_path):
     demo_config["cache_dir"] = str(tmp_path / "hf-cache")
     load_study(demo_config)
     assert (tmp_path / "hf-cache").is_dir()
+
+
+# --- DPO stages: the parent SFT cell must exist ------------------------------------------
+
+def test_dpo_parent_resolves_to_an_sft_cell_by_value():
+    from conftest import with_dpo
+    study = load_study(with_dpo(small_study(ratios=(1e-4, 1e-3)), parent={"learning_rate": 4e-3, "batch_size": 4,
+                                                                         "seed": 0}))
+    dpo = study.cells_of("dpo")
+    assert [c.run_id for c in dpo] == ["tiny-llama/dpo/r1e-03_bs4_s0"]
+    spec = study.training_spec(dpo[0])
+    # named by learning rate, found in a grid written as ratios (4e-3 = 1e-3 x 4)
+    assert spec["parent_run_id"] == "tiny-llama/sft/r1e-03_bs4_s0" and spec["stage_kind"] == "dpo"
+    assert study.training_spec(study.cells_of("sft")[0])["parent_run_id"] is None
+
+
+@pytest.mark.parametrize("change,must_name,must_say", [
+    (lambda c: c["stages"]["dpo"]["parent"].update(ratio=5e-4), "stages.dpo.parent", "not in the grid"),
+    (lambda c: c["stages"]["dpo"]["parent"].update(seed=3), "stages.dpo.parent", "r1e-03_bs4_s0"),
+    (lambda c: c["stages"]["dpo"].pop("parent"), "stages.dpo.parent", "add parent"),
+    (lambda c: c["stages"]["dpo"]["parent"].update(stage="sft_long"), "stages.dpo.parent.stage", "not an SFT stage"),
+    (lambda c: c["stages"]["sft"].update(parent={"ratio": 1e-3, "batch_size": 4, "seed": 0}), "stages.sft.parent",
+     "only a DPO stage"),
+    (lambda c: c["stages"].update(dop=c["stages"].pop("dpo")), "stages", "not a stage name"),
+    (lambda c: c["stages"]["dpo"]["parent"].update(learning_rate=1e-3), "stages.dpo.parent", "exactly one of"),
+    (lambda c: c["stages"]["dpo"]["recipe"].update(learning_rate=1e-6), "stages.dpo.recipe.learning_rate",
+     "stages.dpo.grid"),
+])
+def test_bad_dpo_stage_is_named(change, must_name, must_say):
+    from conftest import with_dpo
+    cfg = with_dpo(small_study(ratios=(1e-4, 1e-3)))
+    change(cfg)
+    with pytest.raises(ConfigError) as err:
+        load_study(cfg)
+    assert must_name in str(err.value) and must_say in str(err.value), str(err.value)

@@ -39,7 +39,8 @@ def score_rows(run_id: str, run: dict, results: dict, tasks: dict) -> list[dict]
     """Tidy rows for one evaluated cell."""
     base = _cell_columns(run_id)
     status = run.get("status", "ok")
-    base.update({"optimizer_steps": run.get("optimizer_steps"), "examples_seen": run.get("examples_seen"),
+    base.update({"parent": run.get("spec", {}).get("parent_run_id") or "",
+                 "optimizer_steps": run.get("optimizer_steps"), "examples_seen": run.get("examples_seen"),
                  "status": status})
     rows = []
     if status != "ok" or results.get("status") == "skipped":
@@ -98,7 +99,7 @@ def pivot_table(scores: pd.DataFrame) -> pd.DataFrame:
 def cells_table(scores: pd.DataFrame) -> pd.DataFrame:
     """Per-cell scores, wide: one row per run, one column per task (its primary metric)."""
     prim = scores[scores["primary"]]
-    keys = ["model", "stage", "run_id", "learning_rate", "batch_size", "ratio", "seed", "status"]
+    keys = ["model", "stage", "run_id", "learning_rate", "batch_size", "ratio", "seed", "parent", "status"]
     wide = prim.set_index(keys + ["task"])["value"].unstack("task")  # NaN stays NaN: not scored
     wide.columns.name = None
     return wide.reset_index().sort_values(["model", "stage", "ratio", "batch_size", "seed"], kind="stable")

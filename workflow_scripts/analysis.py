@@ -47,7 +47,7 @@ def _write(df: pd.DataFrame, stem: str, outputs: dict, caption: str) -> str:
 def summary_sentences(scores: pd.DataFrame, slopes: pd.DataFrame, split: pd.DataFrame,
                       invariance: pd.DataFrame) -> list[str]:
     prim = scores[scores["primary"]]
-    out = [confounding_note(scores)]
+    out = confounding_note(scores).splitlines()  # one bullet per model x stage
     bad = prim[prim["status"] != "ok"]["run_id"].unique() if "status" in prim else []
     out.append(f"{len(prim['run_id'].unique())} runs; {len(bad)} excluded (diverged or missing), never filled in"
                + (f": {', '.join(sorted(bad))}." if len(bad) else "."))

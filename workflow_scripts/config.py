@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .grid import Cell, expand_grid
+from .grid import Cell, expand_grid, make_cell, stage_kind
 from .numbers import canonical, coerce_scientific
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
@@ -30,13 +30,13 @@ SYNTHETIC_METRICS = {
 
 # Set per cell by the grid and the pipeline; a recipe that sets them is an error.
 GRID_OWNED_RECIPE_KEYS = {
-    "learning_rate": "stages.sft.grid (ratios or learning_rates)",
-    "per_device_train_batch_size": "stages.sft.micro_batch_size",
-    "gradient_accumulation_steps": "stages.sft.grid.batch_sizes (accumulation is derived)",
-    "seed": "stages.sft.seeds",
-    "data_seed": "stages.sft.seeds",
+    "learning_rate": "{where}.grid (ratios or learning_rates)",
+    "per_device_train_batch_size": "{where}.micro_batch_size",
+    "gradient_accumulation_steps": "{where}.grid.batch_sizes (accumulation is derived)",
+    "seed": "{where}.seeds",
+    "data_seed": "{where}.seeds",
     "output_dir": "nothing: the pipeline sets results/runs/<run id>/",
-    "max_steps": "stages.sft.train_examples",
+    "max_steps": "{where}.train_examples or {where}.train_steps",
     "use_cpu": "nothing: the device is chosen at run time",
     "bf16": "nothing: bf16 is used on GPUs that support it, fp32 on CPU",
     "fp16": "nothing: bf16 is used on GPUs that support it, fp32 on CPU",
@@ -48,7 +48,7 @@ DEFAULTS = {
     "retention": {"delete_weights_after_eval": False},
     "evaluation": {"batch_size": 64, "limit": None, "apply_chat_template": True, "max_length": None},
 }
-SFT_DEFAULTS = {"gpus": 1, "recipe": {}, "divergence": {"max_loss_factor": 3.0}}
+STAGE_DEFAULTS = {"gpus": 1, "recipe": {}, "divergence": {"max_loss_factor": 3.0}}
 
 
 class ConfigError(ValueError):
@@ -82,6 +82,12 @@ def _schema_error_message(err: jsonschema.ValidationError) -> str:
                 "(together with 'batch_sizes').")
     if err.validator == "oneOf" and ".models" in f".{key}":
         return f"config error at {key}: give exactly one of 'id' (hub id or local path), 'build' or 'gguf'."
+    if err.validator == "propertyNames" or (key == "stages" and err.validator == "pattern"):
+        return (f"config error at stages: {err.instance!r} is not a stage name; name stages sft or dpo, "
+                "optionally with a suffix for several of a kind (sft, dpo, dpo_1130).")
+    if err.validator == "oneOf" and key.endswith("parent"):
+        return (f"config error at {key}: name the parent SFT cell by exactly one of 'ratio' or "
+                "'learning_rate', plus 'batch_size' and 'seed'.")
     if err.validator == "enum":
         return f"config error at {key}: {err.instance!r} is not one of {err.validator_value}."
     if err.validator in ("exclusiveMinimum", "minimum"):
@@ -128,6 +134,16 @@ class Study:
         except KeyError:
             raise KeyError(f"run id {run_id!r} is not in the grid of study {self.config['study']!r}") from None
 
+    def parent_of(self, cell: Cell) -> str | None:
+        """Run id of the SFT cell a DPO cell starts from (None for an SFT cell)."""
+        stage = self.config["stages"][cell.stage]
+        if "parent" not in stage:
+            return None
+        return find_parent(self.cells, cell.model, stage["parent"], f"stages.{cell.stage}.parent").run_id
+
+    def stage_kind(self, stage: str) -> str:
+        return stage_kind(stage)
+
     def locally_made(self, kind: str) -> list[str]:
         """Names of the models whose base weights a rule makes ('build' or 'gguf')."""
         return [name for name, m in self.models.items() if kind in m]
@@ -149,6 +165,8 @@ class Study:
             "model_id": model.get("id"),
             "model_revision": model.get("revision"),
             "stage": cell.stage,
+            "stage_kind": stage_kind(cell.stage),
+            "parent_run_id": self.parent_of(cell),
             "learning_rate": cell.learning_rate,
             "effective_batch_size": cell.batch_size,
             "ratio": cell.ratio,
@@ -167,6 +185,23 @@ class Study:
         elif stage.get("train_steps"):
             spec["max_steps"] = stage["train_steps"]
         return spec
+
+
+def find_parent(cells: list[Cell], model: str, parent: dict, key: str) -> Cell:
+    """The SFT cell named by a DPO stage's ``parent`` (ratio or learning rate, batch size, seed)."""
+    pstage = parent.get("stage", "sft")
+    bs, seed = int(parent["batch_size"]), int(parent["seed"])
+    kw = {"ratio": parent["ratio"]} if "ratio" in parent else {"learning_rate": parent["learning_rate"]}
+    wanted = make_cell(model, pstage, bs, seed, **kw)
+    pool = [c for c in cells if c.model == model and c.stage == pstage]
+    for c in pool:  # match by value, whichever way either grid was written
+        if (c.learning_rate, c.batch_size, c.seed) == (wanted.learning_rate, wanted.batch_size, wanted.seed):
+            return c
+    have = ", ".join(c.name for c in pool[:8]) + (" ..." if len(pool) > 8 else "")
+    raise ConfigError(
+        f"config error at {key}: the parent cell {wanted.name} (learning rate {wanted.learning_rate:g}, "
+        f"batch size {bs}, seed {seed}) is not in the grid of stage {pstage!r} for model {model!r}. "
+        f"Name one of its cells ({have or 'none'}), or add it to stages.{pstage}.grid.")
 
 
 def check_writable_dir(path: Path, key: str) -> None:
@@ -197,6 +232,19 @@ def _semantic_checks(cfg: dict, base_dir: Path) -> None:
 
     for stage_name, stage in cfg["stages"].items():
         where = f"stages.{stage_name}"
+        kind = stage_kind(stage_name)
+        if kind == "sft" and "parent" in stage:
+            raise ConfigError(f"config error at {where}.parent: only a DPO stage has a parent cell; "
+                              f"remove it, or name the stage dpo.")
+        if kind == "dpo":
+            if "parent" not in stage:
+                raise ConfigError(f"config error at {where}.parent: a DPO stage trains on top of one SFT cell; "
+                                  "add parent: {ratio: ..., batch_size: ..., seed: ...} naming it.")
+            pstage = stage["parent"].get("stage", "sft")
+            if pstage not in cfg["stages"] or stage_kind(pstage) != "sft":
+                sfts = [n for n in cfg["stages"] if stage_kind(n) == "sft"]
+                raise ConfigError(f"config error at {where}.parent.stage: {pstage!r} is not an SFT stage of "
+                                  f"this study (SFT stages: {sfts or 'none'}). Add it, or name one of these.")
         grid = stage["grid"]
         for key in ("ratios", "learning_rates", "batch_sizes"):
             values = [canonical(v) for v in grid.get(key, [])]
@@ -218,12 +266,13 @@ def _semantic_checks(cfg: dict, base_dir: Path) -> None:
                     "Choose batch sizes that micro_batch_size x gpus divides, or a smaller micro_batch_size.")
         for key, owner in GRID_OWNED_RECIPE_KEYS.items():
             if key in stage.get("recipe", {}):
+                owner = owner.format(where=where)
                 raise ConfigError(f"config error at {where}.recipe.{key}: this is set per cell by {owner}; "
                                   "remove it from the recipe.")
         ds = stage["dataset"]
         if ds["source"] == "hub" and not ds.get("id"):
-            raise ConfigError(f"config error at {where}.dataset.id: a hub dataset needs an id, "
-                              "e.g. allenai/tulu-3-sft-mixture.")
+            example = "allenai/tulu-3-sft-mixture" if kind == "sft" else "allenai/llama-3.1-tulu-3-8b-preference-mixture"
+            raise ConfigError(f"config error at {where}.dataset.id: a hub dataset needs an id, e.g. {example}.")
         if ds["source"] == "synthetic" and not any(t.get("synthetic") for t in cfg["tasks"].values()):
             raise ConfigError(f"config error at {where}.dataset.source: 'synthetic' training data is drawn "
                               "from the synthetic tasks, but no task sets 'synthetic:'.")
@@ -253,7 +302,7 @@ def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
     validate_schema(cfg)
     cfg = _merge_defaults(cfg, DEFAULTS)
     for name in list(cfg["stages"]):
-        cfg["stages"][name] = _merge_defaults(cfg["stages"][name], SFT_DEFAULTS)
+        cfg["stages"][name] = _merge_defaults(cfg["stages"][name], STAGE_DEFAULTS)
     _semantic_checks(cfg, base_dir)
 
     models = {m["name"]: m for m in cfg["models"]}
@@ -265,4 +314,8 @@ def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise ConfigError(f"config error at stages: the grid names the same cell twice: {dup}.")
+    for stage_name, stage in cfg["stages"].items():
+        if "parent" in stage:  # every model's DPO cells need their parent in that model's SFT grid
+            for m in cfg["models"]:
+                find_parent(cells, m["name"], stage["parent"], f"stages.{stage_name}.parent")
     return Study(config=cfg, cells=cells, tasks=cfg["tasks"], models=models, base_dir=base_dir)

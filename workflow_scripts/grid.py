@@ -6,6 +6,10 @@ nothing else builds or splits these strings.
 
     tiny-llama/sft/r1.125e-05_bs8_s0      (grid given as ratios x batch sizes)
     tiny-llama/sft/lr3e-04_bs8_s0         (grid given as learning rates x batch sizes)
+    tiny-llama/dpo/r1e-07_bs8_s0          (a DPO cell; its parent SFT cell is in the config)
+
+A stage is named ``sft`` or ``dpo``, optionally with a suffix (``dpo_1130``) when a study
+has several stages of one kind; :func:`stage_kind` reads the kind back.
 """
 
 from __future__ import annotations
@@ -16,9 +20,21 @@ from dataclasses import asdict, dataclass
 from .numbers import canonical, fmt_num, parse_num
 
 _CELL_RE = re.compile(
-    r"^(?P<model>[A-Za-z0-9._-]+)/(?P<stage>[a-z]+)/"
+    r"^(?P<model>[A-Za-z0-9._-]+)/(?P<stage>(?:sft|dpo)(?:_[a-z0-9]+)?)/"
     r"(?P<kind>r|lr)(?P<value>[0-9.]+e[+-]\d+)_bs(?P<bs>\d+)_s(?P<seed>\d+)$"
 )
+
+
+STAGE_PATTERN = r"(?:sft|dpo)(?:_[a-z0-9]+)?"
+STAGE_KINDS = ("sft", "dpo")
+
+
+def stage_kind(stage: str) -> str:
+    """'sft' or 'dpo': what a stage trains (``dpo_1130`` is a DPO stage)."""
+    kind = stage.split("_", 1)[0]
+    if kind not in STAGE_KINDS or not re.fullmatch(STAGE_PATTERN, stage):
+        raise ValueError(f"stage {stage!r}: a stage is named sft or dpo, optionally with a suffix such as dpo_1130")
+    return kind
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,11 @@ class Cell:
     @property
     def run_id(self) -> str:
         return run_id(self)
+
+    @property
+    def name(self) -> str:
+        """The cell's part of the run id, without model and stage (``r1e-04_bs8_s0``)."""
+        return self.run_id.rsplit("/", 1)[1]
 
     def as_dict(self) -> dict:
         d = asdict(self)

@@ -28,6 +28,7 @@ Example (arithmetic): 'tom has 7 coins , finds 3 , loses 4 . how many coins now 
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from collections.abc import Callable, Iterable
@@ -212,6 +213,41 @@ def target_of(generator: str, doc: dict) -> str:
     return expected_response(doc)
 
 
+def rejected_of(generator: str, doc: dict, rng: random.Random) -> str:
+    """A plausible wrong assistant turn (the rejected side of a synthetic preference pair)."""
+    if generator == "arithmetic":
+        work, total = doc["answer"].rsplit(" #### ", 1)
+        total = int(total)
+        wrong = total + rng.choice([d for d in (-2, -1, 1, 2) if 0 <= total + d <= MAX_NUMBER])
+        return f"{work} #### {wrong}"
+    if generator == "compare":
+        right = target_of(generator, doc)
+        return rng.choice([t for t in doc["choices"]["text"] if t != right])
+    if generator == "sequence":
+        return rng.choice([e for i, e in enumerate(doc["endings"]) if i != int(doc["label"])])
+    if generator == "choose":
+        return doc["sol2"] if doc["label"] == 0 else doc["sol1"]
+    kwargs = copy.deepcopy(doc["kwargs"])  # format: break the first instruction
+    inst = doc["instruction_id_list"][0]
+    if inst == "repeat:word":
+        kwargs[0]["n"] += rng.choice([-1, 1])
+    else:
+        kwargs[0]["case"] = rng.choice([c for c in CASES if c != kwargs[0]["case"]])
+    wrong = expected_response({**doc, "kwargs": kwargs})
+    return wrong if not check_format(doc, wrong) else wrong + " " + wrong
+
+
+def preference_pairs(generator: str, docs: Iterable[dict], rng: random.Random) -> list[dict]:
+    """DPO rows in TRL's explicit-prompt conversational form: prompt, chosen, rejected."""
+    return [
+        {"prompt": [{"role": "user", "content": prompt_of(generator, d)}],
+         "chosen": [{"role": "assistant", "content": target_of(generator, d)}],
+         "rejected": [{"role": "assistant", "content": rejected_of(generator, d, rng)}],
+         "source": generator}
+        for d in docs
+    ]
+
+
 def generate_splits(generator: str, seed: int, n_train: int, n_test: int) -> dict[str, list[dict]]:
     """Disjoint train and test items (by prompt), deterministic in ``seed``."""
     rng = random.Random(seed * 1000 + GENERATOR_SEED_OFFSET[generator])
@@ -262,5 +298,16 @@ def build_sft_set(task_train_files: dict[str, tuple[str, str]], out_path, seed: 
     for _, (generator, path) in sorted(task_train_files.items()):
         rows.extend(sft_messages(generator, read_jsonl(path)))
     random.Random(seed).shuffle(rows)
+    write_jsonl(rows, out_path)
+    return len(rows)
+
+
+def build_preference_set(task_train_files: dict[str, tuple[str, str]], out_path, seed: int) -> int:
+    """Preference pairs from the train splits of all synthetic tasks, shuffled (DPO's data)."""
+    rng = random.Random(seed)
+    rows = []
+    for _, (generator, path) in sorted(task_train_files.items()):
+        rows.extend(preference_pairs(generator, read_jsonl(path), rng))
+    rng.shuffle(rows)
     write_jsonl(rows, out_path)
     return len(rows)

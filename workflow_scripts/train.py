@@ -1,4 +1,4 @@
-"""Train one grid cell with TRL's SFTTrainer.
+"""Train one grid cell with TRL: SFTTrainer for an sft stage, DPOTrainer for a dpo stage.
 
 ``train_cell(spec, ...)`` takes the dict made by ``Study.training_spec`` (the rule's
 params), so everything that defines a cell arrives in one place and is written back out to
@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -27,6 +28,13 @@ def choose_precision() -> dict:
         return {"use_cpu": False, "bf16": bool(torch.cuda.is_bf16_supported()), "fp16": False,
                 "device": torch.cuda.get_device_name(0)}
     return {"use_cpu": True, "bf16": False, "fp16": False, "device": "cpu"}
+
+
+def job_environment() -> dict:
+    """Where the job ran: host, SLURM job and the GPUs it was given."""
+    keys = ("SLURM_JOB_ID", "SLURM_JOB_PARTITION", "SLURM_ARRAY_TASK_ID", "CUDA_VISIBLE_DEVICES",
+            "LOCAL_RANK", "WORLD_SIZE")
+    return {"hostname": socket.gethostname(), **{k: os.environ.get(k) for k in keys}}
 
 
 def as_prompt_completion(row: dict) -> dict:
@@ -92,7 +100,7 @@ def divergence_callback(max_loss_factor: float):
 
 
 def sft_config_kwargs(spec: dict, output_dir: str, precision: dict) -> dict:
-    """Keyword arguments for trl.SFTConfig: recipe first, then what the cell fixes."""
+    """Keyword arguments for trl.SFTConfig / DPOConfig: recipe first, then what the cell fixes."""
     kw = {
         # TRL turns checkpointing on by default (5x slower on a small model): only when memory
         # needs it. transformers 5 renamed it; the old name in a recipe still works.
@@ -124,17 +132,37 @@ def sft_config_kwargs(spec: dict, output_dir: str, precision: dict) -> dict:
     return kw
 
 
-def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path, *, threads: int = 1) -> dict:
-    """Train ``base_model`` on ``train_file`` (JSONL of chat messages) with the cell's settings.
+def make_trainer(kind: str, model, tokenizer, rows: list[dict], kwargs: dict, callbacks: list):
+    """TRL's trainer for a stage kind. DPO's reference model is a frozen copy of ``model``
+    (the parent SFT cell), which is what TRL builds when ``ref_model`` is None."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
+
+    dataset = Dataset.from_list(rows)
+    if kind == "sft":
+        return SFTTrainer(model=model, args=SFTConfig(**kwargs), train_dataset=dataset,
+                          processing_class=tokenizer, callbacks=callbacks)
+    if kind == "dpo":
+        return DPOTrainer(model=model, ref_model=None, args=DPOConfig(**kwargs), train_dataset=dataset,
+                          processing_class=tokenizer, callbacks=callbacks)
+    raise ValueError(f"unknown stage kind {kind!r}")
+
+
+def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path, *, threads: int = 1,
+               data_source: str | Path | None = None) -> dict:
+    """Train ``base_model`` on ``train_file`` with the cell's settings.
+
+    ``train_file`` is JSONL of chat ``messages`` (SFT) or ``prompt``/``chosen``/``rejected``
+    conversations (DPO, whose ``base_model`` is the parent SFT cell's model).
+    ``data_source`` is the JSON record of where that file came from (dataset id, revision,
+    fingerprint); it is copied into ``run.json``.
 
     Writes ``out_dir/model`` (model + tokenizer), ``out_dir/log_history.json`` and
     ``out_dir/run.json``; returns the run record.
     """
     import torch
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
 
     from .synthetic import read_jsonl
 
@@ -143,7 +171,9 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     torch.set_num_threads(threads)
     out_dir = Path(out_dir)
     precision = choose_precision()
-    revision = spec.get("model_revision")
+    kind = spec.get("stage_kind", "sft")
+    # the hub revision pins the hub model; a parent cell or a made model is a local folder
+    revision = spec.get("model_revision") if str(base_model) == str(spec.get("model_id")) else None
     tokenizer = AutoTokenizer.from_pretrained(base_model, revision=revision)
     model = AutoModelForCausalLM.from_pretrained(
         base_model, revision=revision,
@@ -151,7 +181,7 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     )
     rows = read_jsonl(train_file)
     kwargs = sft_config_kwargs(spec, str(out_dir / "trainer"), precision)
-    if kwargs.get("assistant_only_loss") and "{% generation" not in (tokenizer.chat_template or ""):
+    if kind == "sft" and kwargs.get("assistant_only_loss") and "{% generation" not in (tokenizer.chat_template or ""):
         # e.g. SmolLM2's template: no {% generation %} tags, so TRL cannot mask the prompt;
         # the same loss is TRL's completion-only loss on prompt/completion conversations
         rows = [as_prompt_completion(r) for r in rows]
@@ -159,8 +189,10 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
         kwargs["completion_only_loss"] = True
         print("[train] chat template has no generation tags: training on prompt/completion pairs "
               "with completion-only loss (same tokens as assistant-only loss)", flush=True)
-    dataset = Dataset.from_list(rows)
-    args = SFTConfig(**kwargs)
+    divergence = divergence_callback(spec["divergence"]["max_loss_factor"])
+    trainer = make_trainer(kind, model, tokenizer, rows, kwargs, [progress_callback(), divergence])
+    trainer.remove_callback(PrinterCallback)  # replaced by the progress line
+    args = trainer.args
     world = max(1, args.world_size)
     print(f"[train] {spec['run_id']}: lr={spec['learning_rate']:g} effective_bs={spec['effective_batch_size']} "
           f"(micro {args.per_device_train_batch_size} x accum {args.gradient_accumulation_steps} x {world} proc) "
@@ -168,10 +200,6 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
     if effective != spec["effective_batch_size"]:  # e.g. launched on more processes than planned
         raise RuntimeError(f"effective batch size {effective} != requested {spec['effective_batch_size']}")
-    divergence = divergence_callback(spec["divergence"]["max_loss_factor"])
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[progress_callback(), divergence])
-    trainer.remove_callback(PrinterCallback)  # replaced by the progress line
     result = trainer.train()
     steps = trainer.state.global_step
     # weights go to a hidden folder first and are renamed into place: a job killed while
@@ -191,9 +219,11 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
         "base_model": str(base_model),
         "train_file": str(train_file),
         "train_file_sha256": sha256_file(train_file),
-        "train_rows": len(dataset),
-        "loss_on": "completion" if kwargs.get("completion_only_loss") else (
-            "assistant turns" if kwargs.get("assistant_only_loss") else "all tokens"),
+        "train_rows": len(rows),
+        "data_source": json.loads(Path(data_source).read_text()) if data_source else None,
+        "loss_on": "preference pairs" if kind == "dpo" else (
+            "completion" if kwargs.get("completion_only_loss") else (
+                "assistant turns" if kwargs.get("assistant_only_loss") else "all tokens")),
         "optimizer_steps": steps,
         "examples_seen": steps * effective,
         "precision": precision,
@@ -206,6 +236,7 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(),
         "sft_config": {k: v for k, v in json.loads(args.to_json_string()).items()
                        if k in sft_config_kwargs(spec, "", precision)},
+        "environment": job_environment(),
         "versions": package_versions(),
         "git": git_commit(),
         "status": "diverged" if divergence.diverged else "ok",

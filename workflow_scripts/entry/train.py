@@ -8,4 +8,5 @@ from workflow_scripts.train import train_cell  # noqa: E402
 
 with logged(snakemake):  # noqa: F821
     train_cell(snakemake.params.spec, snakemake.params.base_model, snakemake.input.data,  # noqa: F821
-               Path(snakemake.output.run).parent, threads=snakemake.threads)  # noqa: F821
+               Path(snakemake.output.run).parent, threads=snakemake.threads,  # noqa: F821
+               data_source=snakemake.input.source)  # noqa: F821
