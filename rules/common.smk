@@ -38,6 +38,8 @@ localrules:
     make_train_data,
     build_tiny_model,
     materialize_gguf_model,
+    prefetch_model,
+    prefetch,
     aggregate,
     statistics,
     plots,
@@ -96,6 +98,21 @@ def get_base_model_ref(wildcards):
         return f"{RUNS}/{parent}/model"
     model = STUDY.models[wildcards.model]
     return f"{RESULTS}/models/{wildcards.model}/base" if made_locally(model) else model["id"]
+
+
+def get_prefetch_input(wildcards):
+    """The login node's record of a hub base model (SFT cells of hub models only)."""
+    if get_parent(wildcards) or wildcards.model not in STUDY.locally_made("hub"):
+        return []
+    return [f"{RESULTS}/prefetch/models/{wildcards.model}.json"]
+
+
+def get_prefetch_targets(wildcards):
+    """Everything the login node fetches: hub models, hub training sets, benchmark data."""
+    out = [f"{RESULTS}/prefetch/models/{m}.json" for m in STUDY.locally_made("hub")]
+    out += [f"{RESULTS}/data/{s}_train.source.json" for s, st in CFG["stages"].items()
+            if st["dataset"]["source"] == "hub"]
+    return out
 
 
 def model_names(kind):

@@ -6,6 +6,7 @@ rule train:
     input:
         unpack(get_stage_data),
         base=get_base_model_input,
+        prefetch=get_prefetch_input,
     output:
         model=trained_model_output(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model"),
         run=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/run.json",

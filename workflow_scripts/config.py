@@ -145,7 +145,10 @@ class Study:
         return stage_kind(stage)
 
     def locally_made(self, kind: str) -> list[str]:
-        """Names of the models whose base weights a rule makes ('build' or 'gguf')."""
+        """Names of the models whose base weights a rule makes: 'build', 'gguf', or 'hub'
+        (fetched from the hub on the login node)."""
+        if kind == "hub":
+            return [name for name, m in self.models.items() if m.get("id") and not is_local_path(m["id"])]
         return [name for name, m in self.models.items() if kind in m]
 
     @property

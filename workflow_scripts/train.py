@@ -132,6 +132,25 @@ def sft_config_kwargs(spec: dict, output_dir: str, precision: dict) -> dict:
     return kw
 
 
+def resolve_base_model(base_model: str, spec: dict, prefetched: str | Path | None = None) -> tuple[str, dict | None]:
+    """The folder to load the base model from, and (for a hub model) what was loaded.
+
+    A hub model is read from the local cache only, at the commit the login-node prefetch
+    recorded (so every cell of a study trains from the same weights even if a branch moves);
+    a missing one stops the job at once with the command that fetches it. A parent cell or
+    a locally made model is a folder and is loaded as it is.
+    """
+    from .config import is_local_path
+    from .prefetch import cached_model
+
+    if str(base_model) != str(spec.get("model_id")) or is_local_path(base_model) or Path(base_model).exists():
+        return str(base_model), None
+    record = json.loads(Path(prefetched).read_text()) if prefetched else {}
+    revision = record.get("commit") or spec.get("model_revision")
+    path = cached_model(spec["model_id"], revision)
+    return path, {"id": spec["model_id"], "revision": spec.get("model_revision"), "commit": Path(path).name}
+
+
 def make_trainer(kind: str, model, tokenizer, rows: list[dict], kwargs: dict, callbacks: list):
     """TRL's trainer for a stage kind. DPO's reference model is a frozen copy of ``model``
     (the parent SFT cell), which is what TRL builds when ``ref_model`` is None."""
@@ -149,13 +168,14 @@ def make_trainer(kind: str, model, tokenizer, rows: list[dict], kwargs: dict, ca
 
 
 def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path, *, threads: int = 1,
-               data_source: str | Path | None = None) -> dict:
+               data_source: str | Path | None = None, prefetched: str | Path | None = None) -> dict:
     """Train ``base_model`` on ``train_file`` with the cell's settings.
 
     ``train_file`` is JSONL of chat ``messages`` (SFT) or ``prompt``/``chosen``/``rejected``
     conversations (DPO, whose ``base_model`` is the parent SFT cell's model).
     ``data_source`` is the JSON record of where that file came from (dataset id, revision,
-    fingerprint); it is copied into ``run.json``.
+    fingerprint); it is copied into ``run.json``. ``prefetched`` is the login node's record of
+    a hub base model (the commit to load from the cache).
 
     Writes ``out_dir/model`` (model + tokenizer), ``out_dir/log_history.json`` and
     ``out_dir/run.json``; returns the run record.
@@ -172,13 +192,9 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     out_dir = Path(out_dir)
     precision = choose_precision()
     kind = spec.get("stage_kind", "sft")
-    # the hub revision pins the hub model; a parent cell or a made model is a local folder
-    revision = spec.get("model_revision") if str(base_model) == str(spec.get("model_id")) else None
-    tokenizer = AutoTokenizer.from_pretrained(base_model, revision=revision)
-    model = AutoModelForCausalLM.from_pretrained(
-        base_model, revision=revision,
-        dtype=torch.bfloat16 if precision["bf16"] else torch.float32,
-    )
+    load_from, hub_model = resolve_base_model(base_model, spec, prefetched)
+    tokenizer = AutoTokenizer.from_pretrained(load_from)
+    model = AutoModelForCausalLM.from_pretrained(load_from, dtype=torch.bfloat16 if precision["bf16"] else torch.float32)
     rows = read_jsonl(train_file)
     kwargs = sft_config_kwargs(spec, str(out_dir / "trainer"), precision)
     if kind == "sft" and kwargs.get("assistant_only_loss") and "{% generation" not in (tokenizer.chat_template or ""):
@@ -217,6 +233,7 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
         "run_id": spec["run_id"],
         "spec": spec,
         "base_model": str(base_model),
+        "base_model_hub": hub_model,
         "train_file": str(train_file),
         "train_file_sha256": sha256_file(train_file),
         "train_rows": len(rows),

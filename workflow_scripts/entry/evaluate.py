@@ -6,7 +6,7 @@ from _bootstrap import logged  # noqa: E402
 
 from workflow_scripts.evaluate import evaluate_cell  # noqa: E402
 
-with logged(snakemake):  # noqa: F821
+with logged(snakemake, offline=True):  # noqa: F821
     p = snakemake.params  # noqa: F821
     evaluate_cell(snakemake.input.model, p.tasks, p.test_files, snakemake.output.results,  # noqa: F821
                   snakemake.output.samples, threads=snakemake.threads, run_json=snakemake.input.run,  # noqa: F821
