@@ -182,6 +182,7 @@ class Study:
             "dataset": stage["dataset"],
             "recipe": stage["recipe"],
             "divergence": stage["divergence"],
+            "checkpoint": stage.get("checkpoint"),
         }
         if stage.get("train_examples"):
             spec["max_steps"] = math.ceil(stage["train_examples"] / cell.batch_size)

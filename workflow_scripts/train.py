@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import socket
 import time
 from pathlib import Path
@@ -83,6 +84,9 @@ def divergence_callback(max_loss_factor: float):
             if not logs or "loss" not in logs or self.diverged:
                 return
             loss = float(logs["loss"])
+            if self.first_loss is None:  # after a resume, the run's first loss is in the restored history
+                earlier = [float(h["loss"]) for h in state.log_history if "loss" in h]
+                self.first_loss = next((x for x in earlier if math.isfinite(x)), None)
             if self.first_loss is None and math.isfinite(loss):
                 self.first_loss = loss
             if not math.isfinite(loss):
@@ -97,6 +101,29 @@ def divergence_callback(max_loss_factor: float):
             control.should_training_stop = True
 
     return Divergence()
+
+
+# Fault injection for the resume test: kill this process right after a checkpoint is saved.
+FAULT_KILL_AFTER_CHECKPOINT = "LRBS_FAULT_KILL_AFTER_CHECKPOINT"
+
+
+def checkpoint_fault_callback():
+    from transformers import TrainerCallback
+
+    class KillAfterCheckpoint(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if os.environ.get(FAULT_KILL_AFTER_CHECKPOINT):
+                print(f"[train] fault injection: killed after the checkpoint of step {state.global_step}", flush=True)
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return KillAfterCheckpoint()
+
+
+def last_checkpoint(trainer_dir: Path) -> Path | None:
+    """The newest complete checkpoint-N folder (Trainer writes trainer_state.json last)."""
+    found = [p for p in Path(trainer_dir).glob("checkpoint-*")
+             if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
 def sft_config_kwargs(spec: dict, output_dir: str, precision: dict) -> dict:
@@ -129,6 +156,10 @@ def sft_config_kwargs(spec: dict, output_dir: str, precision: dict) -> dict:
     })
     if spec.get("max_steps"):
         kw["max_steps"] = spec["max_steps"]
+    ckpt = spec.get("checkpoint") or {}
+    if ckpt.get("every_steps"):  # resumable: a killed or preempted job continues from the last one
+        kw.update({"save_strategy": "steps", "save_steps": ckpt["every_steps"],
+                   "save_total_limit": ckpt.get("keep", 2), "save_only_model": False})
     return kw
 
 
@@ -206,7 +237,8 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
         print("[train] chat template has no generation tags: training on prompt/completion pairs "
               "with completion-only loss (same tokens as assistant-only loss)", flush=True)
     divergence = divergence_callback(spec["divergence"]["max_loss_factor"])
-    trainer = make_trainer(kind, model, tokenizer, rows, kwargs, [progress_callback(), divergence])
+    trainer = make_trainer(kind, model, tokenizer, rows, kwargs,
+                           [progress_callback(), divergence, checkpoint_fault_callback()])
     trainer.remove_callback(PrinterCallback)  # replaced by the progress line
     args = trainer.args
     world = max(1, args.world_size)
@@ -216,7 +248,11 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
     if effective != spec["effective_batch_size"]:  # e.g. launched on more processes than planned
         raise RuntimeError(f"effective batch size {effective} != requested {spec['effective_batch_size']}")
-    result = trainer.train()
+    resume = last_checkpoint(out_dir / "trainer") if kwargs.get("save_strategy") == "steps" else None
+    if resume:
+        print(f"[train] resuming from {resume} (step {resume.name.split('-')[-1]}): "
+              "weights, optimizer, scheduler, RNG and data position restored", flush=True)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     steps = trainer.state.global_step
     # weights go to a hidden folder first and are renamed into place: a job killed while
     # saving leaves no folder that looks like a finished model
@@ -242,6 +278,7 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
             "completion" if kwargs.get("completion_only_loss") else (
                 "assistant turns" if kwargs.get("assistant_only_loss") else "all tokens")),
         "optimizer_steps": steps,
+        "resumed_from_step": int(resume.name.split("-")[-1]) if resume else None,
         "examples_seen": steps * effective,
         "precision": precision,
         "threads": threads,
