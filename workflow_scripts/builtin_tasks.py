@@ -1,39 +1,297 @@
 """lm-eval's own benchmark definitions on local files (no hub at evaluation time).
 
-``builtin_task_config("gsm8k", {"train": ..., "test": ...})`` loads lm-eval's built-in YAML
-(following its ``include:`` and ``!function`` entries) and replaces only the dataset fields,
-so the real prompts, few-shot settings, filters and metrics run on files in the benchmark's
-own schema: prefetched copies of the real data on an offline compute node, or the project's
-synthetic stand-ins in tests. The task keeps its built-in name.
+The study's built-in benchmarks run through lm-eval's own task definitions: its prompts,
+few-shot exemplars and counts, filters and metrics. Only the dataset fields are replaced,
+so each task reads local JSONL files in the real dataset's schema, fetched once on a
+machine with internet (:func:`workflow_scripts.benchmark_data.fetch_benchmark`) and read
+offline on the compute nodes (:func:`builtin_specs`).
 
-Splits lm-eval reads (it loads the few-shot pool even for 0-shot tasks):
-gsm8k test+train; arc_* test+train; hellaswag validation+train; piqa validation+train.
+Supported (``BUILTINS``): gsm8k, arc_easy, arc_challenge, hellaswag, piqa, ifeval,
+leaderboard_mmlu_pro, and BBH as lm-eval's ``bbh`` group (the 27 chain-of-thought 3-shot
+subtasks, ``bbh_cot_fewshot_*``; ``bbh_cot_fewshot`` is the same group under its other
+name, ``bbh_fewshot`` the answer-only variant).
 
-``lm_eval.tasks._yaml_loader`` is private to lm-eval; the pin in pyproject.toml and
-tests/test_builtin_tasks.py guard it.
+Layout under a task's ``data_dir`` (:func:`benchmark_files`)::
+
+    {split}.jsonl                          a single task, one file per split lm-eval reads
+    {subtask}/{split}.jsonl                a group (bbh: {subtask} = boolean_expressions, ...)
+    nltk_data/tokenizers/punkt_tab/english/*   ifeval only: NLTK's sentence splitter
+    source.json                            written last by fetch_benchmark (provenance)
+
+Splits lm-eval reads (it loads the few-shot pool even for 0-shot tasks, and nothing else):
+gsm8k test+train; arc_* test+train; hellaswag validation+train; piqa validation+train;
+ifeval train (its only split); leaderboard_mmlu_pro test+validation (shots: the first
+validation rows); bbh test (the shots are written in the YAML).
+
+``lm_eval.tasks._yaml_loader`` is private to lm-eval, and groups are built from lm-eval's
+``Group``/``ConfigurableTask`` classes (a group passed as a dict leaks its
+``aggregate_metric_list`` into every subtask config in lm-eval 0.4.13); the pin in
+pyproject.toml and tests/test_builtin_tasks.py guard both.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
+SOURCE_JSON = "source.json"
+NLTK_DIR = "nltk_data"
+PUNKT_FILES = ("abbrev_types.txt", "collocations.tab", "ortho_context.tab", "sent_starters.txt")
+
+BBH_SUBTASKS = (
+    "boolean_expressions", "causal_judgement", "date_understanding", "disambiguation_qa",
+    "dyck_languages", "formal_fallacies", "geometric_shapes", "hyperbaton",
+    "logical_deduction_five_objects", "logical_deduction_seven_objects",
+    "logical_deduction_three_objects", "movie_recommendation", "multistep_arithmetic_two",
+    "navigate", "object_counting", "penguins_in_a_table", "reasoning_about_colored_objects",
+    "ruin_names", "salient_translation_error_detection", "snarks", "sports_understanding",
+    "temporal_sequences", "tracking_shuffled_objects_five_objects",
+    "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
+    "web_of_lies", "word_sorting",
+)
 
 
-def builtin_task_config(name: str, data_files: dict[str, str | Path]) -> dict:
-    """The built-in task ``name`` as a config dict reading ``data_files`` (split -> JSONL)."""
+@dataclass(frozen=True)
+class Builtin:
+    """One supported built-in task or group, as lm-eval 0.4.13 defines it."""
+
+    yaml: str                       # the task's (group's) YAML, relative to lm_eval/tasks
+    splits: tuple[str, ...]         # the splits lm-eval reads (per subtask for a group)
+    columns: tuple[str, ...]        # the dataset's columns (its schema on the hub)
+    metrics: tuple[str, ...]        # keys lm-eval reports ("metric,filter"); a group: its aggregate
+    subtasks: tuple[str, ...] = ()  # a group: subtask short names; YAML = dir of yaml / {short}.yaml
+    prefix: str = ""                # a group: lm-eval task name of a subtask = prefix + short
+
+    @property
+    def is_group(self) -> bool:
+        return bool(self.subtasks)
+
+    def leaves(self, name: str) -> dict[str, str]:
+        """lm-eval task name -> folder under data_dir ('' for a single task)."""
+        if not self.is_group:
+            return {name: ""}
+        return {self.prefix + s: s for s in self.subtasks}
+
+
+_MC = ("acc,none", "acc_norm,none")
+_ARC = ("id", "question", "choices", "answerKey")
+_BBH = dict(splits=("test",), columns=("input", "target"), subtasks=BBH_SUBTASKS)
+
+BUILTINS: dict[str, Builtin] = {
+    "gsm8k": Builtin("gsm8k/gsm8k.yaml", ("test", "train"), ("question", "answer"),
+                     ("exact_match,strict-match", "exact_match,flexible-extract")),
+    "arc_easy": Builtin("arc/arc_easy.yaml", ("test", "train"), _ARC, _MC),
+    "arc_challenge": Builtin("arc/arc_challenge.yaml", ("test", "train"), _ARC, _MC),
+    "hellaswag": Builtin("hellaswag/hellaswag.yaml", ("validation", "train"),
+                         ("ind", "activity_label", "ctx_a", "ctx_b", "ctx", "endings", "source_id",
+                          "split", "split_type", "label"), _MC),
+    "piqa": Builtin("piqa/piqa.yaml", ("validation", "train"), ("goal", "sol1", "sol2", "label"), _MC),
+    "ifeval": Builtin("ifeval/ifeval.yaml", ("train",), ("key", "prompt", "instruction_id_list", "kwargs"),
+                      ("prompt_level_strict_acc,none", "inst_level_strict_acc,none",
+                       "prompt_level_loose_acc,none", "inst_level_loose_acc,none")),
+    "leaderboard_mmlu_pro": Builtin("leaderboard/mmlu_pro/mmlu_pro.yaml", ("test", "validation"),
+                                    ("question_id", "question", "options", "answer", "answer_index",
+                                     "cot_content", "category", "src"), ("acc,none",)),
+    # BBH 3-shot as the paper counts it: lm-eval's `bbh` is the chain-of-thought few-shot group
+    "bbh": Builtin("bbh/cot_fewshot/_bbh.yaml", metrics=("exact_match,get-answer",),
+                   prefix="bbh_cot_fewshot_", **_BBH),
+    "bbh_cot_fewshot": Builtin("bbh/cot_fewshot/_bbh_cot_fewshot.yaml", metrics=("exact_match,get-answer",),
+                               prefix="bbh_cot_fewshot_", **_BBH),
+    "bbh_fewshot": Builtin("bbh/fewshot/_bbh_fewshot.yaml", metrics=("exact_match,none",),
+                           prefix="bbh_fewshot_", **_BBH),
+}
+
+
+def builtin(name: str) -> Builtin:
+    try:
+        return BUILTINS[name]
+    except KeyError:
+        raise KeyError(f"no local-data definition for built-in task {name!r}; supported: "
+                       f"{sorted(BUILTINS)}") from None
+
+
+def builtin_metrics(name: str) -> tuple[str, ...]:
+    """The ``metric,filter`` keys lm-eval reports for ``name`` (for a group: its aggregate)."""
+    return builtin(name).metrics
+
+
+def builtin_leaves(name: str) -> list[str]:
+    """lm-eval's task names whose samples make up ``name`` (a group's subtasks; else itself)."""
+    return list(builtin(name).leaves(name))
+
+
+def punkt_files(nltk_dir: str | Path) -> dict[str, Path]:
+    """The four punkt_tab files of NLTK's English sentence splitter under an NLTK data folder."""
+    d = Path(nltk_dir) / "tokenizers" / "punkt_tab" / "english"
+    return {f"{NLTK_DIR}/tokenizers/punkt_tab/english/{f}": d / f for f in PUNKT_FILES}
+
+
+def benchmark_files(name: str, data_dir: str | Path) -> dict[str, Path]:
+    """The local files evaluating built-in task ``name`` reads, under ``data_dir``.
+
+    Keys: the split (``test``) for a single task, ``{subtask}/{split}`` for a group; for
+    ifeval also the punkt_tab files (``nltk_data/...``). Loads nothing: a fixed table
+    (``BUILTINS``, checked against lm-eval by tests/test_builtin_tasks.py), so it is cheap
+    enough for Snakemake's DAG building.
+    """
+    b, data_dir = builtin(name), Path(data_dir)
+    files = {}
+    for folder in b.leaves(name).values():
+        for split in b.splits:
+            key = f"{folder}/{split}" if folder else split
+            files[key] = data_dir / f"{key}.jsonl"
+    if name == "ifeval":
+        files.update(punkt_files(data_dir / NLTK_DIR))
+    return files
+
+
+def source_file(data_dir: str | Path) -> Path:
+    """Where :func:`~workflow_scripts.benchmark_data.fetch_benchmark` records what it fetched."""
+    return Path(data_dir) / SOURCE_JSON
+
+
+# ---------------------------------------------------------------- lm-eval's YAML definitions
+
+def tasks_dir() -> Path:
+    """lm-eval's ``tasks`` folder (found without importing lm-eval)."""
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("lm-eval is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "tasks"
+
+
+def yaml_path(name: str) -> Path:
+    """The YAML that defines lm-eval task ``name``: from the table, else lm-eval's index."""
+    if name in BUILTINS:
+        return tasks_dir() / BUILTINS[name].yaml
+    for b in BUILTINS.values():
+        if b.is_group and name.startswith(b.prefix) and name[len(b.prefix):] in b.subtasks:
+            return (tasks_dir() / b.yaml).parent / f"{name[len(b.prefix):]}.yaml"
+    index = _task_index()
+    if name not in index or index[name].yaml_path is None:
+        raise KeyError(f"lm-eval has no task {name!r}")
+    return Path(index[name].yaml_path)
+
+
+@functools.lru_cache(maxsize=1)
+def _task_index():
+    """lm-eval's full task index (scans every YAML it ships: seconds); only for unlisted names."""
     from lm_eval.tasks import TaskManager
+
+    return TaskManager().task_index
+
+
+def load_definition(name: str, resolve_func: bool = True) -> dict:
+    """The built-in YAML of ``name`` fully loaded (``include:`` followed, ``!function`` resolved)."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    index = TaskManager().task_index
-    if name not in index:
-        raise KeyError(f"lm-eval has no task {name!r}")
-    cfg = load_yaml(index[name].yaml_path, resolve_func=True)
-    needed = {cfg[k] for k in SPLIT_KEYS if cfg.get(k)}
-    missing = sorted(needed - set(data_files))
+    return load_yaml(yaml_path(name), resolve_func=resolve_func)
+
+
+def read_splits(cfg: dict) -> list[str]:
+    """The splits lm-eval 0.4.13's ``ConfigurableTask`` reads for a task config.
+
+    Evaluation docs: ``test_split``, else ``validation_split``. Few-shot pool (loaded even
+    at 0 shots): ``fewshot_config.split`` or ``fewshot_split``; else none when the shots
+    are written in ``fewshot_config.samples``; else ``training_split``, else
+    ``validation_split``.
+    """
+    out = [cfg.get("test_split") or cfg.get("validation_split")]
+    fs = cfg.get("fewshot_config") or {}
+    if fs.get("split") or cfg.get("fewshot_split"):
+        out.append(fs.get("split") or cfg.get("fewshot_split"))
+    elif fs.get("samples") is None:
+        out.append(cfg.get("training_split") or cfg.get("validation_split"))
+    return [s for i, s in enumerate(out) if s and s not in out[:i]]
+
+
+def builtin_task_config(name: str, data_files: dict[str, str | Path], num_fewshot: int | None = None) -> dict:
+    """The built-in task ``name`` as a config dict reading ``data_files`` (split -> JSONL).
+
+    Only ``dataset_path``/``dataset_name``/``dataset_kwargs`` change (and ``num_fewshot``
+    when given); the task keeps its built-in name.
+    """
+    cfg = load_definition(name)
+    needed = read_splits(cfg)
+    missing = sorted(set(needed) - set(data_files))
     if missing:
         raise ValueError(f"task {name!r} reads splits {sorted(needed)}; no local file for {missing}")
     cfg.pop("tag", None)  # a local copy must not join the built-in tag groups
     cfg.update({"task": name, "dataset_path": "json", "dataset_name": None,
-                "dataset_kwargs": {"data_files": {s: str(p) for s, p in data_files.items() if s in needed}}})
+                "dataset_kwargs": {"data_files": {s: str(data_files[s]) for s in needed}}})
+    if num_fewshot is not None:
+        cfg["num_fewshot"] = num_fewshot
     return cfg
+
+
+def builtin_specs(name: str, data_dir: str | Path, num_fewshot: int | None = None) -> list:
+    """What to put into ``lm_eval.simple_evaluate(tasks=[...])`` for ``name``, reading only
+    the files of :func:`benchmark_files` under ``data_dir``.
+
+    A single task: its config dict. A group: an ``lm_eval.api.group.Group`` of subtask
+    tasks built from such dicts, carrying the group's own ``aggregate_metric_list``, so
+    lm-eval reports the group's score (sample-weighted mean) under the group's name.
+    ``num_fewshot=None`` keeps the definition's own count. None of these need lm-eval's
+    task index, so ``simple_evaluate(..., task_manager=TaskManager(include_defaults=False))``
+    saves its seconds-long scan when every spec is a dict or a group.
+
+    ifeval: points NLTK at ``data_dir/nltk_data`` (writing punkt_tab there if missing) before
+    lm-eval imports ifeval's code, which otherwise tries a download that fails offline.
+    """
+    b, files = builtin(name), benchmark_files(name, data_dir)
+    absent = sorted(str(p) for k, p in files.items() if not k.startswith(NLTK_DIR) and not p.is_file())
+    if absent:
+        raise FileNotFoundError(f"built-in task {name!r} reads local files that are not there: {absent}; "
+                                f"fetch them on a machine with internet: "
+                                f"python -m workflow_scripts.benchmark_data {name} {data_dir}")
+    if name == "ifeval":
+        from .benchmark_data import ensure_nltk_punkt
+
+        ensure_nltk_punkt(Path(data_dir) / NLTK_DIR)
+    if not b.is_group:
+        return [builtin_task_config(name, {s: files[s] for s in b.splits}, num_fewshot)]
+
+    from dataclasses import fields
+
+    from lm_eval.api.group import Group
+    from lm_eval.api.task import ConfigurableTask
+    from lm_eval.config.group import GroupConfig
+
+    gcfg = load_definition(name)
+    keep = {f.name for f in fields(GroupConfig)}
+    group = Group.from_config({k: v for k, v in gcfg.items() if k in keep} | {"group": name})
+    listed = [t if isinstance(t, str) else t["task"] for t in gcfg["task"]]
+    if listed != list(b.leaves(name)):
+        raise RuntimeError(f"lm-eval's group {name!r} lists {listed}, not the subtasks this module expects")
+    for task, folder in b.leaves(name).items():
+        cfg = builtin_task_config(task, {s: files[f"{folder}/{s}"] for s in b.splits}, num_fewshot)
+        group.add(ConfigurableTask(config=cfg))
+    return [group]
+
+
+def builtin_score(results: dict, name: str, metric: str) -> tuple[float | None, float | None]:
+    """(score, stderr) of ``name`` under ``metric`` ("acc_norm,none") in lm-eval's results.
+
+    ``results``: ``simple_evaluate``'s output or its ``"results"`` part. A group's score is
+    lm-eval's own aggregate (the subtask scores' mean weighted by sample count, with its
+    pooled stderr). (None, None) when the task is absent (a skipped cell); a stderr lm-eval
+    could not compute ("N/A", e.g. one item) is None. A metric the task does not report
+    raises ``KeyError`` naming those it does.
+    """
+    if isinstance(results.get("results"), dict):
+        results = results["results"]
+    row = results.get(name)
+    if row is None:
+        return None, None
+    if metric not in row:
+        have = sorted(k for k in row if "," in k and "_stderr," not in k)
+        raise KeyError(f"lm-eval reported no {metric!r} for {name!r}; it reported {have}")
+    m, filt = metric.split(",", 1)
+
+    def num(v):
+        return None if v is None or isinstance(v, str) else float(v)
+
+    return num(row[metric]), num(row.get(f"{m}_stderr,{filt}"))
