@@ -23,6 +23,7 @@ RUNS = RUNS_DIR  # results/runs: workflow_scripts/layout.py
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 SYNTH = f"{RESULTS}/data/synthetic"
+BENCH_DATA = f"{RESULTS}/data/benchmarks"
 
 
 wildcard_constraints:
@@ -39,6 +40,7 @@ localrules:
     build_tiny_model,
     materialize_gguf_model,
     prefetch_model,
+    prefetch_benchmark,
     prefetch,
     aggregate,
     statistics,
@@ -59,6 +61,23 @@ def get_synthetic_train_files():
 
 def get_test_files():
     return {name: f"{SYNTH}/{name}/test.jsonl" for name in STUDY.synthetic_tasks}
+
+
+def builtin_tasks():
+    return [name for name, t in STUDY.tasks.items() if not t.get("synthetic")]
+
+
+def fetched_benchmarks():
+    """Built-in tasks whose data the login node fetches (the others name their own data_dir)."""
+    return [name for name in builtin_tasks() if not STUDY.tasks[name].get("data_dir")]
+
+
+def get_benchmark_dirs():
+    return {name: STUDY.tasks[name].get("data_dir") or f"{BENCH_DATA}/{name}" for name in builtin_tasks()}
+
+
+def get_benchmark_inputs(wildcards):
+    return [f"{BENCH_DATA}/{name}" for name in fetched_benchmarks()]
 
 
 def get_stage_data(wildcards):
@@ -112,7 +131,7 @@ def get_prefetch_targets(wildcards):
     out = [f"{RESULTS}/prefetch/models/{m}.json" for m in STUDY.locally_made("hub")]
     out += [f"{RESULTS}/data/{s}_train.source.json" for s, st in CFG["stages"].items()
             if st["dataset"]["source"] == "hub"]
-    return out
+    return out + get_benchmark_inputs(wildcards)
 
 
 def model_names(kind):

@@ -6,6 +6,7 @@ rule evaluate:
         model=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model",
         run=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/run.json",
         tests=lambda w: list(get_test_files().values()),
+        benchmarks=get_benchmark_inputs,
     # protected: a rerun refuses to replace raw evaluation outputs (to re-evaluate a cell on
     # purpose, delete its eval/ folder first); every evaluation is also hard-linked into
     # results/archive/<run id>/, which nothing deletes (protected() cannot stop root)
@@ -15,6 +16,7 @@ rule evaluate:
     params:
         tasks=STUDY.tasks,
         test_files=get_test_files(),
+        benchmark_dirs=get_benchmark_dirs(),
         evaluation=CFG["evaluation"],
         archive=lambda w: f"{RESULTS}/archive/{run_id(w)}/eval",
     threads: THREADS
@@ -23,8 +25,11 @@ rule evaluate:
     benchmark:
         f"{BENCH}/evaluate/{{model}}/{{stage}}/{{cell}}.tsv"
     resources:
-        mem_mb=lambda wildcards, attempt: 8000 * attempt,
-        runtime=lambda wildcards, attempt: 120 * attempt,
+        mem_mb=lambda w, attempt: STUDY.resources(w.model, "evaluate")["mem_mb"] * attempt,
+        runtime=lambda w, attempt: STUDY.resources(w.model, "evaluate")["runtime"] * attempt,
+        gpu=1,
+        gpu_model=lambda w: STUDY.resources(w.model, "evaluate")["gpu_model"],
+        cpus_per_gpu=lambda w: STUDY.resources(w.model, "evaluate")["cpus_per_gpu"],
     conda:
         "../envs/eval.yaml"
     script:

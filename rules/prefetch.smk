@@ -24,6 +24,26 @@ rule prefetch_model:
         "../workflow_scripts/entry/prefetch_model.py"
 
 
+rule prefetch_benchmark:
+    output:
+        directory(f"{BENCH_DATA}/{{task}}"),
+    wildcard_constraints:
+        task="|".join(fetched_benchmarks()) or "(?!)",
+    params:
+        revision=lambda w: STUDY.tasks[w.task].get("revision"),
+    log:
+        f"{LOGS}/prefetch/benchmark_{{task}}.log",
+    benchmark:
+        f"{BENCH}/prefetch/benchmark_{{task}}.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow_scripts/entry/prefetch_benchmark.py"
+
+
 rule prefetch:
     input:
         get_prefetch_targets,

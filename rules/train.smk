@@ -20,9 +20,13 @@ rule train:
     benchmark:
         f"{BENCH}/train/{{model}}/{{stage}}/{{cell}}.tsv"
     resources:
-        # a job that failed for memory or time is retried with more
-        mem_mb=lambda wildcards, attempt: 8000 * attempt,
-        runtime=lambda wildcards, attempt: 240 * attempt,
+        # per model size from the study config; a job that failed for memory or time is
+        # retried with more. On SLURM: sbatch --gpus=[MODEL:]N --cpus-per-gpu --mem -t
+        mem_mb=lambda w, attempt: STUDY.resources(w.model, "train")["mem_mb"] * attempt,
+        runtime=lambda w, attempt: STUDY.resources(w.model, "train")["runtime"] * attempt,
+        gpu=lambda w: STUDY.training_spec(get_cell(w))["gpus"],
+        gpu_model=lambda w: STUDY.resources(w.model, "train")["gpu_model"],
+        cpus_per_gpu=lambda w: STUDY.resources(w.model, "train")["cpus_per_gpu"],
     conda:
         "../envs/train.yaml"
     script:

@@ -11,10 +11,25 @@ def test_demo_and_real_study_load():
     assert len(demo.cells) == 6
     assert {t["category"] for t in demo.tasks.values()} == {"reasoning", "pattern"}
     real = load_study(load_yaml(REPO / "config.yaml"))
-    assert len(real.cells) == 5 * 3 * 2
+    assert len(real.cells_of("sft")) == 5 * 3 * 2 and len(real.cells_of("dpo")) == 3 * 2 * 2
     # the real grid spans Tulu 3 (3.9e-8) to SmolTulu SFT-1130 (1.125e-5)
-    ratios = sorted({c.ratio for c in real.cells})
+    ratios = sorted({c.ratio for c in real.cells_of("sft")})
     assert ratios[0] == 3.9e-8 and ratios[-1] == 1.125e-5
+    dpo = real.training_spec(real.cells_of("dpo")[0])
+    assert dpo["parent_run_id"] == "smollm2-135m/sft/r1.125e-05_bs8_s0"
+    assert dpo["recipe"]["loss_type"] == ["sigmoid_norm"] and dpo["recipe"]["beta"] == 5.0
+    assert set(real.tasks) >= {"gsm8k", "arc_challenge", "arc_easy", "bbh", "hellaswag", "ifeval", "piqa",
+                               "leaderboard_mmlu_pro"}
+
+
+def test_smoltulu_1_7b_study_has_the_papers_named_cells():
+    study = load_study(load_yaml(REPO / "studies" / "smoltulu-1.7b.yaml"))
+    ids = {c.run_id for c in study.cells}
+    assert "smollm2-1.7b/sft/lr9e-05_bs8_s0" in ids and "smollm2-1.7b/sft/lr3.1e-06_bs32_s0" in ids  # SFT-1130, -1207
+    assert "smollm2-1.7b/dpo_1130/lr8e-07_bs12_s0" in ids and "smollm2-1.7b/dpo_1207/lr5e-07_bs32_s0" in ids
+    parents = {c.stage: study.parent_of(c) for c in study.cells if c.stage.startswith("dpo")}
+    assert parents == {"dpo_1130": "smollm2-1.7b/sft/lr9e-05_bs8_s0", "dpo_1207": "smollm2-1.7b/sft/lr3.1e-06_bs32_s0"}
+    assert study.resources("smollm2-1.7b", "train")["mem_mb"] > study.resources("smollm2-1.7b", "evaluate")["mem_mb"]
 
 
 def test_string_ratio_from_yaml_is_the_number_meant(demo_config, tmp_path):
@@ -168,6 +183,23 @@ def test_bad_dpo_stage_is_named(change, must_name, must_say):
     from conftest import with_dpo
     cfg = with_dpo(small_study(ratios=(1e-4, 1e-3)))
     change(cfg)
+    with pytest.raises(ConfigError) as err:
+        load_study(cfg)
+    assert must_name in str(err.value) and must_say in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("task,must_name,must_say", [
+    ({"gsm8k_typo": {"category": "reasoning", "metric": "acc,none"}}, "tasks.gsm8k_typo", "neither synthetic"),
+    ({"gsm8k": {"category": "reasoning", "metric": "acc,none"}}, "tasks.gsm8k.metric", "exact_match,strict-match"),
+    ({"bbh": {"category": "reasoning", "metric": "exact_match,none"}}, "tasks.bbh.metric", "exact_match,get-answer"),
+    ({"piqa": {"category": "pattern", "metric": "acc,none", "data_dir": "/nonexistent/piqa"}}, "tasks.piqa.data_dir",
+     "does not exist"),
+    ({"arith": {"category": "reasoning", "metric": "exact_match,strict-match", "synthetic": "arithmetic",
+                "data_dir": "."}}, "tasks.arith.data_dir", "synthetic task makes its own data"),
+])
+def test_bad_builtin_task_is_named(task, must_name, must_say):
+    cfg = small_study()
+    cfg["tasks"].update(task)
     with pytest.raises(ConfigError) as err:
         load_study(cfg)
     assert must_name in str(err.value) and must_say in str(err.value), str(err.value)

@@ -104,3 +104,29 @@ def test_every_evaluation_is_archived_and_a_rerun_keeps_the_first(prepared, trai
     assert (kept[0] / "results.json").read_text() == first
     assert (kept[0] / "samples" / "compare.jsonl").exists()
     assert archive_evaluation(out, samples, None) is None
+
+
+def test_builtin_task_runs_in_the_evaluate_step_on_local_files(prepared, trained, tmp_path):
+    """lm-eval's own arc_easy definition (prompt, choices, acc/acc_norm) on files in the
+    ai2_arc schema, through the same evaluate_cell the pipeline's evaluate job calls."""
+    from workflow_scripts.aggregate import score_rows
+    from workflow_scripts.items import load_items
+
+    data = tmp_path / "arc_easy"
+    splits = synthetic.generate_splits("compare", 5, 6, 8)  # ARC schema: id, question, choices, answerKey
+    data.mkdir()
+    synthetic.write_jsonl(splits["test"], data / "test.jsonl")
+    synthetic.write_jsonl(splits["train"], data / "train.jsonl")
+    tasks = {"arc_easy": {"category": "reasoning", "metric": "acc_norm,none", "num_fewshot": 0}}
+    out = evaluate_cell(str(trained["out"] / "model"), tasks, {}, tmp_path / "results.json", tmp_path / "samples",
+                        batch_size=8, benchmark_dirs={"arc_easy": str(data)})
+    res = out["results"]["arc_easy"]
+    assert res["alias"] == "arc_easy" and 0.0 <= res["acc_norm,none"] <= 1.0
+    samples = [json.loads(x) for x in (tmp_path / "samples" / "arc_easy.jsonl").read_text().splitlines()]
+    assert len(samples) == 8 and samples[0]["doc"]["question"].startswith("which number is the")
+    # the built-in definition's own prompt: "Question: ...\nAnswer:"
+    assert "Question:" in json.dumps(samples[0]["arguments"])
+    rows = score_rows("tiny-llama/sft/r1e-03_bs4_s0", {"status": "ok"}, out, tasks)
+    assert [r["value"] for r in rows if r["primary"]] == [res["acc_norm,none"]]
+    cells = [{"run_id": "x", "eval_json": str(tmp_path / "results.json")}]
+    assert len(load_items(cells, tasks)) == 8

@@ -106,9 +106,22 @@ def test_adding_a_ratio_runs_only_the_new_cells(study_dir):
     assert planned_jobs(snakemake(study_dir, cfg, "-n").stdout) == []
 
 
-def test_real_study_dag_builds_offline(tmp_path):
-    out = snakemake(REPO, REPO / "config.yaml", "-n", "--quiet", "rules").stdout
-    assert "train" in out and "evaluate" in out and "aggregate" in out
+@pytest.mark.parametrize("configfile,counts", [
+    # 135M: 30 SFT + 12 DPO cells, 8 paper benchmarks, the SFT and DPO hub subsets
+    ("config.yaml", {"prefetch_model": 1, "prefetch_benchmark": 8, "make_train_data": 2, "train": 42,
+                     "evaluate": 42, "aggregate": 1, "statistics": 1, "plots": 1}),
+    # 1.7B: 8 SFT cells + DPO-1130 and DPO-1207 grids of 3
+    ("studies/smoltulu-1.7b.yaml", {"prefetch_model": 1, "prefetch_benchmark": 8, "make_train_data": 3,
+                                    "train": 14, "evaluate": 14, "aggregate": 1, "statistics": 1, "plots": 1}),
+])
+def test_real_study_dag_builds_offline(tmp_path, configfile, counts):
+    """The whole DAG (prefetch, SFT cells, DPO cells, evaluations, tables, figures) builds on
+    a machine without internet; nothing is fetched at DAG-build time."""
+    jobs = planned_jobs(snakemake(tmp_path, REPO / configfile, "-n").stdout)
+    got = {rule: sum(r == rule for r, _ in jobs) for rule in counts}
+    assert got == counts
+    stages = {w["stage"] for r, w in jobs if r == "train"}
+    assert "sft" in stages and any(s.startswith("dpo") for s in stages)
 
 
 def test_without_configfile_config_yaml_is_the_study_and_config_overrides_apply():
@@ -118,7 +131,7 @@ def test_without_configfile_config_yaml_is_the_study_and_config_overrides_apply(
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     jobs = planned_jobs(proc.stdout)
-    assert sum(rule == "train" for rule, _ in jobs) == 30  # config.yaml: 5 ratios x 3 batch sizes x 2 seeds
+    assert sum(rule == "train" for rule, _ in jobs) == 42  # config.yaml: 30 SFT + 12 DPO cells
     # an override reaches the validated config: a bad one is caught and named
     bad = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "threads=0"], cwd=REPO,
                          capture_output=True, text=True, timeout=300)

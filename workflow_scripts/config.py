@@ -48,6 +48,12 @@ DEFAULTS = {
     "retention": {"delete_weights_after_eval": False},
     "evaluation": {"batch_size": 64, "limit": None, "apply_chat_template": True, "max_length": None},
 }
+# What one SLURM job of a model asks for (per model: a 1.7B cell needs more than a 135M one).
+# mem_mb and runtime (minutes) grow with the attempt when a job is retried.
+RESOURCE_DEFAULTS = {
+    "train": {"mem_mb": 16000, "runtime": 240, "cpus_per_gpu": 4, "gpu_model": ""},
+    "evaluate": {"mem_mb": 16000, "runtime": 120, "cpus_per_gpu": 4, "gpu_model": ""},
+}
 STAGE_DEFAULTS = {"gpus": 1, "recipe": {}, "divergence": {"max_loss_factor": 3.0}}
 
 
@@ -140,6 +146,10 @@ class Study:
         if "parent" not in stage:
             return None
         return find_parent(self.cells, cell.model, stage["parent"], f"stages.{cell.stage}.parent").run_id
+
+    def resources(self, model: str, job: str) -> dict:
+        """SLURM resources of a model's ``train`` or ``evaluate`` job (config or defaults)."""
+        return self.models[model]["resources"][job]
 
     def stage_kind(self, stage: str) -> str:
         return stage_kind(stage)
@@ -288,12 +298,29 @@ def _semantic_checks(cfg: dict, base_dir: Path) -> None:
             raise ConfigError(f"config error at {where}.train_examples: set train_examples (examples per "
                               f"cell), train_steps (steps per cell) or {where}.recipe.num_train_epochs.")
 
+    from .builtin_tasks import BUILTINS, builtin_metrics
+
     for name, task in cfg["tasks"].items():
         gen = task.get("synthetic")
         if gen and task["metric"] not in SYNTHETIC_METRICS[gen]:
             raise ConfigError(
                 f"config error at tasks.{name}.metric: {task['metric']!r} is not reported by the "
                 f"synthetic {gen!r} task; use one of {SYNTHETIC_METRICS[gen]}.")
+        if gen and task.get("data_dir"):
+            raise ConfigError(f"config error at tasks.{name}.data_dir: a synthetic task makes its own data; "
+                              "remove data_dir, or remove synthetic to run lm-eval's built-in task on it.")
+        if not gen:
+            if name not in BUILTINS:
+                raise ConfigError(
+                    f"config error at tasks.{name}: {name!r} is neither synthetic (set synthetic: ...) nor "
+                    f"one of the lm-eval built-in tasks this pipeline runs on local files: {sorted(BUILTINS)}.")
+            if task["metric"] not in builtin_metrics(name):
+                raise ConfigError(
+                    f"config error at tasks.{name}.metric: lm-eval's {name!r} does not report "
+                    f"{task['metric']!r}; use one of {list(builtin_metrics(name))}.")
+            if task.get("data_dir") and not (base_dir / os.path.expanduser(task["data_dir"])).is_dir():
+                raise ConfigError(f"config error at tasks.{name}.data_dir: {task['data_dir']!r} does not exist. "
+                                  "Fix the path, or remove data_dir to fetch the benchmark on the login node.")
 
 
 def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
@@ -309,6 +336,8 @@ def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
         cfg["stages"][name] = _merge_defaults(cfg["stages"][name], STAGE_DEFAULTS)
     _semantic_checks(cfg, base_dir)
 
+    for m in cfg["models"]:
+        m["resources"] = _merge_defaults(m.get("resources", {}), RESOURCE_DEFAULTS)
     models = {m["name"]: m for m in cfg["models"]}
     cells: list[Cell] = []
     for stage_name, stage in cfg["stages"].items():

@@ -29,7 +29,7 @@ def lm_eval_device() -> tuple[str, str]:
 def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_json: str | Path,
                   samples_dir: str | Path, *, batch_size=64, limit=None, apply_chat_template=True,
                   max_length=None, threads: int = 1, seed: int = 1234, run_json=None,
-                  archive_dir=None) -> dict:
+                  archive_dir=None, benchmark_dirs: dict[str, str] | None = None) -> dict:
     t0 = time.time()
     if run_json is not None:
         run = json.loads(Path(run_json).read_text())
@@ -38,6 +38,7 @@ def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_j
 
     import lm_eval
     import torch
+    from lm_eval.tasks import TaskManager
     from lm_eval.utils import handle_non_serializable
 
     torch.set_num_threads(threads)
@@ -45,14 +46,14 @@ def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_j
     model_args = {"pretrained": str(model_dir), "dtype": dtype}
     if max_length:
         model_args["max_length"] = max_length
-    specs = task_specs(tasks, test_files)
-    for name, t in tasks.items():
-        if not t.get("synthetic") and t.get("num_fewshot") is not None:
-            specs[specs.index(name)] = {"task": name, "num_fewshot": t["num_fewshot"]}
+    specs = task_specs(tasks, test_files, benchmark_dirs)
     print(f"[evaluate] {model_dir}: tasks {sorted(tasks)} on {device} ({dtype}), batch {batch_size}", flush=True)
     out = lm_eval.simple_evaluate(
         model="hf", model_args=model_args, tasks=specs, batch_size=batch_size, device=device,
         limit=limit, apply_chat_template=apply_chat_template, log_samples=True,
+        # every spec is a full config (or Group) on local files: skip lm-eval's scan of its
+        # own task folder (~14 s per job)
+        task_manager=TaskManager(include_defaults=False),
         random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
     )
     samples = out.pop("samples", {})

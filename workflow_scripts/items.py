@@ -10,6 +10,15 @@ import pandas as pd
 from .evaluate import split_metric
 
 
+def sample_files(task: str, spec: dict) -> list[str]:
+    """lm-eval task names whose sample files hold ``task``'s items (bbh: its 27 subtasks)."""
+    if spec.get("synthetic"):
+        return [task]
+    from .builtin_tasks import builtin_leaves
+
+    return builtin_leaves(task)
+
+
 def load_items(cells: list[dict], tasks: dict) -> pd.DataFrame:
     """Rows (run_id, task, doc_id, score) for the primary metric of every scored cell.
 
@@ -20,15 +29,17 @@ def load_items(cells: list[dict], tasks: dict) -> pd.DataFrame:
     for c in cells:
         samples_dir = Path(c["eval_json"]).parent / "samples"
         for task, spec in sorted(tasks.items()):
-            path = samples_dir / f"{task}.jsonl"
-            if not path.exists():
-                continue
             metric, filt = split_metric(spec["metric"])
-            with open(path) as f:
-                for line in f:
-                    s = json.loads(line)
-                    if s.get("filter", "none") != filt or metric not in s:
-                        continue
-                    rows.append({"run_id": c["run_id"], "task": task, "doc_id": int(s["doc_id"]),
-                                 "score": float(s[metric])})
+            for leaf in sample_files(task, spec):  # a group's items are its subtasks' items
+                path = samples_dir / f"{leaf}.jsonl"
+                if not path.exists():
+                    continue
+                with open(path) as f:
+                    for line in f:
+                        s = json.loads(line)
+                        if s.get("filter", "none") != filt or metric not in s:
+                            continue
+                        doc = int(s["doc_id"]) if leaf == task else f"{leaf}/{int(s['doc_id'])}"
+                        rows.append({"run_id": c["run_id"], "task": task, "doc_id": doc,
+                                     "score": float(s[metric])})
     return pd.DataFrame(rows, columns=["run_id", "task", "doc_id", "score"])

@@ -81,13 +81,17 @@ def synthetic_task_config(name: str, generator: str, test_path: str, max_gen_tok
     return cfg
 
 
-def task_specs(tasks: dict, test_files: dict[str, str]) -> list:
-    """What to pass as ``tasks=`` to lm-eval: dicts for synthetic tasks, names for built-ins."""
+def task_specs(tasks: dict, test_files: dict[str, str], benchmark_dirs: dict[str, str] | None = None) -> list:
+    """What to pass as ``tasks=`` to lm-eval, reading local files only: dicts for synthetic
+    tasks; lm-eval's own definitions (dicts, or a Group for bbh) for built-in tasks, on the
+    files in ``benchmark_dirs[name]`` (prefetched on the login node, or the user's copy)."""
+    from .builtin_tasks import builtin_specs
+
     out = []
     for name, t in sorted(tasks.items()):
         if t.get("synthetic"):
             out.append(synthetic_task_config(name, t["synthetic"], test_files[name]))
         else:
-            out.append(name)
+            out.extend(builtin_specs(name, (benchmark_dirs or {})[name], t.get("num_fewshot")))
     return out
 
