@@ -8,7 +8,9 @@ from snakemake.utils import min_version
 
 from workflow_scripts.config import load_study
 from workflow_scripts.grid import STAGE_PATTERN
+from workflow_scripts.launch import cell_job
 from workflow_scripts.layout import RUNS as RUNS_DIR, cell_files
+from types import SimpleNamespace
 
 min_version("9.0")
 
@@ -24,6 +26,12 @@ LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 SYNTH = f"{RESULTS}/data/synthetic"
 BENCH_DATA = f"{RESULTS}/data/benchmarks"
+
+
+def unpacked_stages():
+    """Stages trained one cell per job by rule train (the others by train_pack_* rules)."""
+    names = [s for s in CFG["stages"] if s not in STUDY.packed_stages()]
+    return "|".join(re.escape(s) for s in names) if names else "(?!)"
 
 
 wildcard_constraints:
@@ -124,6 +132,36 @@ def get_prefetch_input(wildcards):
     if get_parent(wildcards) or wildcards.model not in STUDY.locally_made("hub"):
         return []
     return [f"{RESULTS}/prefetch/models/{wildcards.model}.json"]
+
+
+def pack_run_ids(wildcards, slots):
+    return [f"{wildcards.model}/{wildcards.stage}/{wildcards.head}_bs{bs}_s{seed}" for bs, seed in slots]
+
+
+def get_pack_base_input(wildcards, slots):
+    """A pack's cells share model and stage, so they share the base (or parent) model."""
+    cell = STUDY.cell(pack_run_ids(wildcards, slots)[0])
+    return get_base_model_input(SimpleNamespace(model=cell.model, stage=cell.stage, cell=cell.name))
+
+
+def get_pack_prefetch_input(wildcards, slots):
+    cell = STUDY.cell(pack_run_ids(wildcards, slots)[0])
+    return get_prefetch_input(SimpleNamespace(model=cell.model, stage=cell.stage, cell=cell.name))
+
+
+def get_pack_jobs(wildcards, slots):
+    """One launch job per cell of the pack (workflow_scripts/launch.py: cell_job)."""
+    jobs = []
+    for rid in pack_run_ids(wildcards, slots):
+        cell = STUDY.cell(rid)
+        w = SimpleNamespace(model=cell.model, stage=cell.stage, cell=cell.name)
+        data = get_stage_data(w)
+        prefetched = get_prefetch_input(w)
+        jobs.append(cell_job(STUDY.training_spec(cell), get_base_model_ref(w), data["data"], f"{RUNS}/{rid}",
+                             threads=THREADS, data_source=data["source"],
+                             prefetched=prefetched[0] if prefetched else None,
+                             log=f"{LOGS}/train/{rid}.log"))
+    return jobs
 
 
 def get_prefetch_targets(wildcards):

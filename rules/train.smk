@@ -11,6 +11,8 @@ rule train:
         model=trained_model_output(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model"),
         run=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/run.json",
         history=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/log_history.json",
+    wildcard_constraints:
+        stage=unpacked_stages(),
     params:
         spec=lambda w: STUDY.training_spec(get_cell(w)),
         base_model=get_base_model_ref,
@@ -31,3 +33,44 @@ rule train:
         "../envs/train.yaml"
     script:
         "../workflow_scripts/entry/train.py"
+
+
+# Packs: with stages.<stage>.cells_per_gpu = K, K cells of one ratio (its batch sizes x seeds,
+# in order) train at the same time on one GPU in one job; each keeps its own outputs. One
+# rule per slot pattern of a packed stage (the head wildcard is the ratio: r1e-04).
+for _stage in STUDY.packed_stages():
+    for _i, _slots in enumerate(STUDY.pack_slots(_stage)):
+        _names = [f"{{head}}_bs{bs}_s{seed}" for bs, seed in _slots]
+
+        rule:
+            name:
+                f"train_pack_{_stage}_{_i}"
+            input:
+                unpack(get_stage_data),
+                base=lambda w, s=_slots: get_pack_base_input(w, s),
+                prefetch=lambda w, s=_slots: get_pack_prefetch_input(w, s),
+            output:
+                models=[trained_model_output(f"{RUNS}/{{model}}/{{stage}}/{n}/model") for n in _names],
+                runs=[f"{RUNS}/{{model}}/{{stage}}/{n}/run.json" for n in _names],
+                histories=[f"{RUNS}/{{model}}/{{stage}}/{n}/log_history.json" for n in _names],
+            wildcard_constraints:
+                stage=re.escape(_stage),
+                head=r"(r|lr)[0-9.]+e[+-]\d+",
+            params:
+                jobs=lambda w, s=_slots: get_pack_jobs(w, s),
+            threads: THREADS * len(_slots)
+            log:
+                pack=f"{LOGS}/train/{{model}}/{{stage}}/{{head}}_pack{_i}.log",
+            benchmark:
+                f"{BENCH}/train/{{model}}/{{stage}}/{{head}}_pack{_i}.tsv"
+            resources:
+                # one GPU for the pack; host memory for K processes
+                mem_mb=lambda w, attempt, k=len(_slots): STUDY.resources(w.model, "train")["mem_mb"] * k * attempt,
+                runtime=lambda w, attempt: STUDY.resources(w.model, "train")["runtime"] * attempt,
+                gpu=1,
+                gpu_model=lambda w: STUDY.resources(w.model, "train")["gpu_model"],
+                cpus_per_gpu=lambda w, k=len(_slots): STUDY.resources(w.model, "train")["cpus_per_gpu"] * k,
+            conda:
+                "../envs/train.yaml"
+            script:
+                "../workflow_scripts/entry/train_pack.py"

@@ -203,3 +203,10 @@ def test_bad_builtin_task_is_named(task, must_name, must_say):
     with pytest.raises(ConfigError) as err:
         load_study(cfg)
     assert must_name in str(err.value) and must_say in str(err.value), str(err.value)
+
+
+def test_packing_and_multi_gpu_cells_exclude_each_other():
+    cfg = small_study(batch_sizes=(4,))
+    cfg["stages"]["sft"].update(cells_per_gpu=2, gpus=2)
+    with pytest.raises(ConfigError, match="stages.sft.cells_per_gpu"):
+        load_study(cfg)

@@ -199,3 +199,19 @@ def test_report_builds_with_figures_and_tables(study_dir):
     assert out.stat().st_size > 100_000
     for name in ("split.png", "forest.png", "scores.csv", "study_config.yaml"):
         assert name in html, name
+
+
+def test_packs_group_cells_of_one_ratio_and_adding_a_ratio_adds_packs(tmp_path):
+    """cells_per_gpu: K cells of one ratio share a training job; a new ratio is a new pack."""
+    cfg = small_study(ratios=(1e-4,), batch_sizes=(4, 8), seeds=(0, 1))
+    cfg["stages"]["sft"]["cells_per_gpu"] = 2
+    path = write_config(cfg, tmp_path / "s.yaml")
+    jobs = planned_jobs(snakemake(tmp_path, path, "-n").stdout)
+    packs = sorted((r, w["head"]) for r, w in jobs if r.startswith("train_pack"))
+    # 4 cells of one ratio: (bs4 s0, bs4 s1) and (bs8 s0, bs8 s1)
+    assert packs == [("train_pack_sft_0", "r1e-04"), ("train_pack_sft_1", "r1e-04")]
+    assert not [r for r, _ in jobs if r == "train"]
+    assert sum(r == "evaluate" for r, _ in jobs) == 4  # every cell is still evaluated on its own
+    cfg["stages"]["sft"]["grid"]["ratios"].append(1e-3)
+    jobs = planned_jobs(snakemake(tmp_path, write_config(cfg, path), "-n").stdout)
+    assert sorted(w["head"] for r, w in jobs if r.startswith("train_pack")) == ["r1e-03", "r1e-03", "r1e-04", "r1e-04"]

@@ -54,7 +54,7 @@ RESOURCE_DEFAULTS = {
     "train": {"mem_mb": 16000, "runtime": 240, "cpus_per_gpu": 4, "gpu_model": ""},
     "evaluate": {"mem_mb": 16000, "runtime": 120, "cpus_per_gpu": 4, "gpu_model": ""},
 }
-STAGE_DEFAULTS = {"gpus": 1, "recipe": {}, "divergence": {"max_loss_factor": 3.0}}
+STAGE_DEFAULTS = {"gpus": 1, "cells_per_gpu": 1, "recipe": {}, "divergence": {"max_loss_factor": 3.0}}
 
 
 class ConfigError(ValueError):
@@ -150,6 +150,20 @@ class Study:
     def resources(self, model: str, job: str) -> dict:
         """SLURM resources of a model's ``train`` or ``evaluate`` job (config or defaults)."""
         return self.models[model]["resources"][job]
+
+    def packed_stages(self) -> list[str]:
+        """Stages whose cells train several to a GPU (``cells_per_gpu`` > 1)."""
+        return [s for s, st in self.config["stages"].items() if st["cells_per_gpu"] > 1]
+
+    def pack_slots(self, stage: str) -> list[list[tuple[int, int]]]:
+        """The (batch size, seed) slots of one pack, in order, for a packed stage.
+
+        A pack is K cells of one model, stage and ratio (or learning rate): adding a ratio
+        adds packs and never reshuffles existing ones."""
+        st = self.config["stages"][stage]
+        slots = [(bs, seed) for bs in st["grid"]["batch_sizes"] for seed in st["seeds"]]
+        k = st["cells_per_gpu"]
+        return [slots[i:i + k] for i in range(0, len(slots), k)]
 
     def stage_kind(self, stage: str) -> str:
         return stage_kind(stage)
@@ -270,6 +284,10 @@ def _semantic_checks(cfg: dict, base_dir: Path) -> None:
         if dup_seeds:
             raise ConfigError(f"config error at {where}.seeds: duplicate seed(s) {dup_seeds}.")
         gpus = stage.get("gpus", 1)
+        if stage.get("cells_per_gpu", 1) > 1 and gpus > 1:
+            raise ConfigError(f"config error at {where}.cells_per_gpu: packing several cells on one GPU and "
+                              f"training one cell on several GPUs ({where}.gpus = {gpus}) exclude each other; "
+                              "set one of them to 1.")
         micro = stage["micro_batch_size"]
         for bs in grid["batch_sizes"]:
             per_device = min(micro, bs // gpus) if bs >= gpus else 0

@@ -55,7 +55,7 @@ def progress_callback():
             self.t0 = time.time()
 
         def on_log(self, args, state, control, logs=None, **kw):
-            if not logs or "loss" not in logs:
+            if not logs or "loss" not in logs or not state.is_world_process_zero:
                 return
             elapsed = time.time() - self.t0
             frac = state.global_step / max(1, state.max_steps)
@@ -257,8 +257,12 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     # weights go to a hidden folder first and are renamed into place: a job killed while
     # saving leaves no folder that looks like a finished model
     model_dir, partial = out_dir / "model", out_dir / ".model.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    trainer.save_model(str(partial))
+    main_process = trainer.is_world_process_zero()  # with DDP, one process writes the outputs
+    if main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+    trainer.save_model(str(partial))  # every process calls it; only the main one writes
+    if not main_process:
+        return {"run_id": spec["run_id"], "rank": int(os.environ.get("RANK", 0))}
     tokenizer.save_pretrained(str(partial))
     shutil.rmtree(model_dir, ignore_errors=True)
     os.replace(partial, model_dir)
@@ -282,6 +286,7 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
         "examples_seen": steps * effective,
         "precision": precision,
         "threads": threads,
+        "processes": world,
         "train_runtime_s": round(result.metrics.get("train_runtime", time.time() - t0), 3),
         "wall_s": round(time.time() - t0, 3),
         "first_loss": losses[0] if losses else None,

@@ -1,0 +1,78 @@
+"""Cells as processes: one cell on N devices (DDP, effective batch kept exact) and a pack of
+cells training at the same time."""
+
+import datetime as dt
+import json
+
+import pytest
+
+from conftest import small_study
+from workflow_scripts import synthetic
+from workflow_scripts.config import load_study
+from workflow_scripts.launch import cell_job, estimated_gpu_bytes, run_cells
+from workflow_scripts.tiny_model import build_from_sft_file
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    d = tmp_path_factory.mktemp("launch")
+    cfg = small_study()
+    files = {}
+    for name, task in cfg["tasks"].items():
+        synthetic.write_task(task["synthetic"], 7, 40, 2, d / f"{name}.jsonl", d / f"{name}_t.jsonl")
+        files[name] = (task["synthetic"], d / f"{name}.jsonl")
+    synthetic.build_sft_set(files, d / "sft.jsonl", seed=0)
+    build_from_sft_file(d / "sft.jsonl", d / "base", cfg["models"][0]["build"])
+    return d
+
+
+def test_a_two_process_cell_keeps_the_effective_batch_exact(base, tmp_path):
+    cfg = small_study(ratios=(1e-3,), train_examples=48)
+    cfg["stages"]["sft"]["gpus"] = 2  # on this CPU machine: two DDP processes over gloo
+    study = load_study(cfg)
+    spec = study.training_spec(study.cells[0])
+    assert (spec["per_device_train_batch_size"], spec["gradient_accumulation_steps"]) == (2, 1)  # 2 x 1 x 2 = 4
+    run_cells([cell_job(spec, base / "base", base / "sft.jsonl", tmp_path / "run", log=str(tmp_path / "cell.log"))],
+              tmp_path / ".launch")
+    run = json.loads((tmp_path / "run/run.json").read_text())
+    assert run["processes"] == 2 and run["environment"]["WORLD_SIZE"] == "2"
+    assert run["optimizer_steps"] == 12 and run["examples_seen"] == 48
+    assert run["final_loss"] < run["first_loss"]
+    log = (tmp_path / "cell.log").read_text()
+    assert log.count("[train] done") == 1  # one process writes the outputs and reports
+
+
+def test_a_pack_trains_its_cells_at_the_same_time_each_with_its_own_outputs(base, tmp_path):
+    cfg = small_study(ratios=(1e-3,), batch_sizes=(4, 8), train_examples=48)
+    cfg["stages"]["sft"]["cells_per_gpu"] = 2
+    study = load_study(cfg)
+    jobs = [cell_job(study.training_spec(c), base / "base", base / "sft.jsonl", tmp_path / c.name,
+                     log=str(tmp_path / f"{c.name}.log")) for c in study.cells]
+    run_cells(jobs, tmp_path / ".pack")
+    runs = [json.loads((tmp_path / c.name / "run.json").read_text()) for c in study.cells]
+    spans = [(dt.datetime.fromisoformat(r["started"]), dt.datetime.fromisoformat(r["finished"])) for r in runs]
+    assert max(s for s, _ in spans) < min(e for _, e in spans)  # overlapping, not one after the other
+    assert [r["examples_seen"] for r in runs] == [48, 48] and [r["optimizer_steps"] for r in runs] == [12, 6]
+    for c in study.cells:
+        assert (tmp_path / c.name / "model/model.safetensors").exists()
+        assert "[train] done" in (tmp_path / f"{c.name}.log").read_text()
+
+
+def test_a_failing_cell_fails_the_pack_after_the_others_finish(base, tmp_path):
+    cfg = small_study(ratios=(1e-3,), batch_sizes=(4, 8), train_examples=48)
+    study = load_study(cfg)
+    jobs = [cell_job(study.training_spec(c), base / "base", base / "sft.jsonl", tmp_path / c.name,
+                     log=str(tmp_path / f"{c.name}.log")) for c in study.cells]
+    jobs[1]["base_model"] = str(tmp_path / "no-such-model")
+    with pytest.raises(RuntimeError, match=r"1 of 2 cells failed: tiny-llama/sft/r1e-03_bs8_s0"):
+        run_cells(jobs, tmp_path / ".pack")
+    assert (tmp_path / study.cells[0].name / "run.json").exists()
+
+
+def test_memory_estimate_scales_with_model_batch_and_dpo():
+    shape = {"params": 134_515_008, "hidden": 576, "layers": 30, "vocab": 49152}  # SmolLM2-135M
+    spec = {"per_device_train_batch_size": 4, "recipe": {"max_length": 2048}, "stage_kind": "sft"}
+    one = estimated_gpu_bytes(spec, shape)
+    assert 4 * 2**30 < one < 12 * 2**30
+    assert estimated_gpu_bytes({**spec, "per_device_train_batch_size": 8}, shape) > one
+    assert estimated_gpu_bytes({**spec, "stage_kind": "dpo"}, shape) > one

@@ -1,0 +1,139 @@
+"""Run training cells as processes: one cell on N GPUs (``accelerate launch``, DDP), or a
+pack of K cells side by side on one GPU (``cells_per_gpu: K``).
+
+A 135M cell at a small batch leaves an H200 mostly idle; K cells sharing it train at
+several times the total throughput. A pack is one SLURM job; every cell in it still
+writes its own outputs (model, run.json with start and end times, log), so Snakemake
+knows which cells exist. Each cell is a job description (a dict, see :func:`cell_job`)
+that ``python -m workflow_scripts.launch JOB.json`` trains.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cell_job(spec: dict, base_model: str, train_file: str, out_dir: str, *, threads: int = 1,
+             data_source: str | None = None, prefetched: str | None = None, log: str | None = None) -> dict:
+    """Everything ``train_cell`` needs for one cell, as plain JSON."""
+    return {"spec": spec, "base_model": str(base_model), "train_file": str(train_file), "out_dir": str(out_dir),
+            "threads": threads, "data_source": data_source, "prefetched": prefetched, "log": log}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def command(job_file: Path, gpus: int, cpu: bool) -> list[str]:
+    """The command that trains the cell in ``job_file``: plain python, or accelerate (DDP)."""
+    if gpus <= 1:
+        return [sys.executable, "-m", "workflow_scripts.launch", str(job_file)]
+    # one process per GPU (DDP); accumulation was derived for N processes (Study.training_spec)
+    port = str(_free_port())
+    if cpu:  # no GPU (the tests): the same DDP processes over gloo, started by torchrun, which
+        # accelerate launch itself uses for --multi_gpu (its --cpu starts a single process)
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(gpus),
+                "--master_port", port, "-m", "workflow_scripts.launch", str(job_file)]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus),
+            "--num_machines", "1", "--main_process_port", port, "-m", "workflow_scripts.launch", str(job_file)]
+
+
+def model_shape(base_model: str) -> dict:
+    """Parameters, hidden size and layers of a model folder (built on the meta device: no
+    weights are read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(base_model)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {"params": sum(p.numel() for p in model.parameters()), "hidden": config.hidden_size,
+            "layers": config.num_hidden_layers, "vocab": config.vocab_size}
+
+
+def estimated_gpu_bytes(spec: dict, shape: dict) -> int:
+    """A conservative estimate of one cell's GPU memory: weights, gradients and AdamW's two
+    moments at 4 bytes each, a DPO reference copy, and activations without checkpointing
+    (~34 bytes x tokens x hidden per layer at 16 bit: Korthikanti et al. 2022, flash attention)
+    plus fp32 logits and their gradient (8 bytes x tokens x vocabulary)."""
+    dpo = spec.get("stage_kind") == "dpo"
+    n = shape["params"]
+    state = 16 * n + (4 * n if dpo else 0)
+    tokens = int(spec["per_device_train_batch_size"]) * int(spec.get("recipe", {}).get("max_length") or 1024)
+    tokens *= 2 if dpo else 1  # chosen and rejected
+    return int(state + 34 * tokens * shape["hidden"] * shape["layers"] + 8 * tokens * shape["vocab"])
+
+
+def check_pack_memory(jobs: list[dict]) -> str:
+    """Fail before any cell starts if the pack cannot fit on the GPU; say what was checked."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no GPU: pack memory check skipped"
+    free, total = torch.cuda.mem_get_info()
+    need = sum(estimated_gpu_bytes(j["spec"], model_shape(j["base_model"])) for j in jobs)
+    msg = f"pack of {len(jobs)} cells needs ~{need / 2**30:.1f} GiB (estimate); GPU has {free / 2**30:.1f} GiB free"
+    if need > 0.95 * free:
+        raise RuntimeError(f"{msg}. Lower stages.<stage>.cells_per_gpu (now {len(jobs)}) or "
+                           "micro_batch_size, or use a larger GPU.")
+    return msg
+
+
+def run_cells(jobs: list[dict], work_dir: str | Path) -> None:
+    """Train ``jobs`` concurrently, one process (group) each; raise if any cell failed.
+
+    Every cell's own log gets its process's output. A failing cell does not stop the others:
+    they run to the end, and cells with checkpoints resume from them when the pack reruns.
+    """
+    import torch
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    cpu = not torch.cuda.is_available()
+    if len(jobs) > 1:
+        print(f"[pack] {check_pack_memory(jobs)}", flush=True)
+    procs = []
+    for i, job in enumerate(jobs):
+        job_file = work_dir / f"cell{i}.json"
+        job_file.write_text(json.dumps(job))
+        log = open(job["log"], "w") if job.get("log") else None
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        cmd = command(job_file, int(job["spec"].get("gpus", 1)), cpu)
+        print(f"[pack] start {job['spec']['run_id']}: {' '.join(cmd)}", flush=True)
+        procs.append((job, subprocess.Popen(cmd, stdout=log or None, stderr=subprocess.STDOUT if log else None,
+                                            env=env, cwd=os.getcwd()), log))
+    failed = []
+    for job, proc, log in procs:
+        rc = proc.wait()
+        if log:
+            log.close()
+        print(f"[pack] {job['spec']['run_id']}: exit {rc}", flush=True)
+        if rc != 0:
+            failed.append(f"{job['spec']['run_id']} (exit {rc}, log {job.get('log')})")
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(jobs)} cells failed: {'; '.join(failed)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .train import train_cell
+
+    job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
+    t0 = time.time()
+    train_cell(job["spec"], job["base_model"], job["train_file"], job["out_dir"], threads=job["threads"],
+               data_source=job["data_source"], prefetched=job["prefetched"])
+    print(f"[launch] {job['spec']['run_id']} finished in {time.time() - t0:.1f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
