@@ -3,7 +3,8 @@
 
 rule aggregate:
     input:
-        get_aggregate_inputs,
+        cells=get_aggregate_inputs,
+        published=workflow.source_path("../reference/smoltulu_results.csv"),
     output:
         **reported(TABLES, "Tables", caption="../report/tables.rst"),
     params:
@@ -11,6 +12,7 @@ rule aggregate:
         cells=get_aggregate_cells(),
         tasks=STUDY.tasks,
         study=CFG["study"],
+        reference=CFG.get("reference", {}),
     log:
         f"{LOGS}/aggregate.log",
     benchmark:

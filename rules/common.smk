@@ -207,6 +207,9 @@ TABLES = {
     "loss": f"{RESULTS}/tables/loss.csv",
     "runs": f"{RESULTS}/tables/runs.csv",
     "config": f"{RESULTS}/tables/study_config.yaml",
+    "reference_csv": f"{RESULTS}/tables/reference.csv",
+    "reference_tex": f"{RESULTS}/tables/reference.tex",
+    "reference_md": f"{RESULTS}/tables/reference.md",
 }
 ANALYSIS = {
     f"{stem}_{ext}": f"{RESULTS}/tables/{stem}.{ext}"

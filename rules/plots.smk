@@ -8,6 +8,7 @@ rule plots:
         slopes=ANALYSIS["slopes_csv"],
         split=ANALYSIS["split_csv"],
         published=workflow.source_path("../reference/smoltulu_results.csv"),
+        reference=TABLES["reference_csv"],
     output:
         **reported(FIGURES, "Figures"),
     params:

@@ -25,6 +25,7 @@ from .evaluate import split_metric, stderr_key
 from .grid import parse_run_id
 from .io import atomic_path
 from .numbers import fmt_num
+from .reference import reference_table
 
 CELL_COLUMNS = ["model", "stage", "run_id", "learning_rate", "batch_size", "ratio", "seed"]
 
@@ -152,8 +153,25 @@ def pivot_latex(piv: pd.DataFrame, study: str) -> str:
                          label=f"tab:{study}-pivot", escape=True)
 
 
-def write_tables(cells: list[dict], tasks: dict, study: str, outputs: dict, config: dict | None = None) -> dict:
-    """Build every table; ``outputs`` maps scores/pivot_csv/pivot_tex/loss/runs(/config) to paths."""
+def write_reference(scores: pd.DataFrame, published_csv, pairs: dict, study: str, outputs: dict) -> pd.DataFrame:
+    """Named cells beside the published scores (empty, with the columns, when none are named)."""
+    ref = reference_table(scores, pd.read_csv(published_csv), pairs or {})
+    _write_csv(ref, outputs["reference_csv"])
+    caption = (f"Named cells of {study} beside the published SmolTulu scores (%); published: lighteval, "
+               "ours: lm-eval")
+    with atomic_path(outputs["reference_tex"]) as tmp:
+        tmp.write_text(ref.to_latex(index=False, float_format="%.1f", na_rep="--", caption=caption,
+                                    label=f"tab:{study}-reference", escape=True))
+    with atomic_path(outputs["reference_md"]) as tmp:
+        tmp.write_text(markdown_table(ref, caption) if len(ref) else
+                       f"**{caption}**\n\nNo cell of this study is named in `reference:` of its config.\n")
+    return ref
+
+
+def write_tables(cells: list[dict], tasks: dict, study: str, outputs: dict, config: dict | None = None,
+                 published_csv=None, reference: dict | None = None) -> dict:
+    """Build every table; ``outputs`` maps scores/pivot_csv/pivot_tex/loss/runs(/config,
+    /reference_*) to paths."""
     scores = scores_table(cells, tasks)
     piv = pivot_table(scores)
     _write_csv(scores, outputs["scores"])
@@ -172,6 +190,8 @@ def write_tables(cells: list[dict], tasks: dict, study: str, outputs: dict, conf
         tmp.write_text(markdown_table(wide, caption))
     _write_csv(loss_table(cells), outputs["loss"])
     _write_csv(runs_table(cells), outputs["runs"])
+    if published_csv is not None and "reference_csv" in outputs:
+        write_reference(scores, published_csv, reference, study, outputs)
     if config is not None and "config" in outputs:
         with atomic_path(outputs["config"]) as tmp:
             tmp.write_text("# the study config as validated and completed with defaults\n"

@@ -365,6 +365,17 @@ def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise ConfigError(f"config error at stages: the grid names the same cell twice: {dup}.")
+    from .reference import published_models
+
+    known = set(ids)
+    for name, rid in cfg.get("reference", {}).items():
+        if name not in published_models():
+            raise ConfigError(f"config error at reference.{name}: not a model of the published table "
+                              f"reference/smoltulu_results.csv; use one of {published_models()}.")
+        if rid not in known:
+            raise ConfigError(f"config error at reference.{name}: {rid!r} is not a cell of this study; "
+                              "give a run id MODEL/STAGE/CELL of its grid, e.g. "
+                              f"{next(iter(known))}.")
     for stage_name, stage in cfg["stages"].items():
         if "parent" in stage:  # every model's DPO cells need their parent in that model's SFT grid
             for m in cfg["models"]:

@@ -24,6 +24,7 @@ import seaborn as sns  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
 from .numbers import fmt_num  # noqa: E402
+from .reference import PUBLISHED_COLUMNS  # noqa: E402
 
 CATEGORY_DASHES = {"reasoning": "", "pattern": (4, 2)}
 
@@ -208,14 +209,27 @@ def iso_ratio_figure(scores: pd.DataFrame, study: str):
     return fig
 
 
-# our lm-eval task -> column of the published SmolTulu table (reference/smoltulu_results.csv)
-PUBLISHED_COLUMNS = {"arc_challenge": "arc_avg", "arc_easy": "arc_avg", "gsm8k": "gsm8k_5shot",
-                     "hellaswag": "hellaswag", "ifeval": "ifeval_avg", "piqa": "piqa",
-                     "leaderboard_mmlu_pro": "mmlu_pro_mcf", "bbh": "bbh_3shot"}
+def named_reference_figure(ref: pd.DataFrame, study: str):
+    """Each named cell beside the published model it stands for, per benchmark."""
+    long = pd.concat([
+        ref.assign(who=ref["published"] + " (published)", score=ref["published_score"]),
+        ref.assign(who=ref["published"] + ": ours " + ref["run_id"].str.split("/", n=1).str[1], score=ref["our_score"]),
+    ])
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.6 * long["benchmark"].nunique() + 3), 4.0))
+    sns.barplot(data=long, x="benchmark", y="score", hue="who", palette="Paired", ax=ax)
+    ax.set_xlabel("benchmark (published column)")
+    ax.set_ylabel("score (%)")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.suptitle(f"{study}: the paper's named cells, published (lighteval) beside ours (lm-eval)", fontsize=9)
+    return fig
 
 
-def reference_figure(scores: pd.DataFrame, published: pd.DataFrame | None, study: str):
-    """Our best cell per task beside the published SmolTulu scores, where tasks match."""
+def reference_figure(scores: pd.DataFrame, published: pd.DataFrame | None, study: str,
+                     named: pd.DataFrame | None = None):
+    """The study's named cells beside the published models they stand for (``reference:``
+    in the config); without names, our best cell per task beside the published scores."""
+    if named is not None and len(named):
+        return named_reference_figure(named, study)
     prim = scores[scores["primary"] & (scores.get("status", "ok") == "ok")]
     prim = prim[prim["task"].isin(PUBLISHED_COLUMNS)]
     if published is None or prim.empty:
@@ -241,7 +255,7 @@ def reference_figure(scores: pd.DataFrame, published: pd.DataFrame | None, study
 
 
 def write_figures(scores_csv, loss_csv, outputs: dict, study: str, slopes_csv=None, split_csv=None,
-                  published_csv=None) -> None:
+                  published_csv=None, reference_csv=None) -> None:
     sns.set_theme(style="whitegrid", context="paper", palette="colorblind")
     scores = pd.read_csv(scores_csv)
     loss = pd.read_csv(loss_csv)
@@ -253,5 +267,6 @@ def write_figures(scores_csv, loss_csv, outputs: dict, study: str, slopes_csv=No
         _save(forest_figure(pd.read_csv(slopes_csv), pd.read_csv(split_csv), study),
               outputs["forest_pdf"], outputs["forest_png"])
     published = pd.read_csv(published_csv) if published_csv else None
-    _save(reference_figure(scores, published, study), outputs["reference_pdf"], outputs["reference_png"])
+    named = pd.read_csv(reference_csv) if reference_csv else None
+    _save(reference_figure(scores, published, study, named), outputs["reference_pdf"], outputs["reference_png"])
     print(f"[plots] wrote {sorted(outputs.values())}", flush=True)
