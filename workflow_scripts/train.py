@@ -31,6 +31,15 @@ def choose_precision() -> dict:
     return {"use_cpu": True, "bf16": False, "fp16": False, "device": "cpu"}
 
 
+def attention_implementation(precision: dict) -> str:
+    """FlashAttention 2 where it is installed and a GPU trains in bf16; PyTorch SDPA otherwise."""
+    import importlib.util
+
+    if not precision["use_cpu"] and precision["bf16"] and importlib.util.find_spec("flash_attn"):
+        return "flash_attention_2"
+    return "sdpa"
+
+
 def job_environment() -> dict:
     """Where the job ran: host, SLURM job and the GPUs it was given."""
     keys = ("SLURM_JOB_ID", "SLURM_JOB_PARTITION", "SLURM_ARRAY_TASK_ID", "CUDA_VISIBLE_DEVICES",
@@ -139,7 +148,10 @@ def sft_config_kwargs(spec: dict, output_dir: str, precision: dict) -> dict:
         "disable_tqdm": True,  # one log line per logging step reads better in a job log
         "dataloader_num_workers": 0,
     }
+    if not precision["use_cpu"]:
+        kw["optim"] = "adamw_torch_fused"  # one fused kernel per step on a GPU (recipe may override)
     recipe = dict(spec["recipe"])
+    recipe.pop("attn_implementation", None)  # a model-loading option (train_cell), not a TRL argument
     if "gradient_checkpointing" in recipe and "activation_checkpointing" not in recipe:
         recipe["activation_checkpointing"] = recipe.pop("gradient_checkpointing")
     kw.update(recipe)
@@ -225,7 +237,9 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     kind = spec.get("stage_kind", "sft")
     load_from, hub_model = resolve_base_model(base_model, spec, prefetched)
     tokenizer = AutoTokenizer.from_pretrained(load_from)
-    model = AutoModelForCausalLM.from_pretrained(load_from, dtype=torch.bfloat16 if precision["bf16"] else torch.float32)
+    attention = spec["recipe"].get("attn_implementation") or attention_implementation(precision)
+    model = AutoModelForCausalLM.from_pretrained(load_from, dtype=torch.bfloat16 if precision["bf16"] else torch.float32,
+                                                 attn_implementation=attention)
     rows = read_jsonl(train_file)
     kwargs = sft_config_kwargs(spec, str(out_dir / "trainer"), precision)
     if kind == "sft" and kwargs.get("assistant_only_loss") and "{% generation" not in (tokenizer.chat_template or ""):
@@ -286,6 +300,7 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
         "examples_seen": steps * effective,
         "precision": precision,
         "threads": threads,
+        "attn_implementation": attention,
         "processes": world,
         "train_runtime_s": round(result.metrics.get("train_runtime", time.time() - t0), 3),
         "wall_s": round(time.time() - t0, 3),
