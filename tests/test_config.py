@@ -8,7 +8,7 @@ from workflow_scripts.config import ConfigError, load_study
 
 def test_demo_and_real_study_load():
     demo = load_study(load_yaml(REPO / "studies" / "demo.yaml"))
-    assert len(demo.cells) == 6
+    assert len(demo.cells_of("sft")) == 6 and len(demo.cells_of("dpo")) == 2
     assert {t["category"] for t in demo.tasks.values()} == {"reasoning", "pattern"}
     real = load_study(load_yaml(REPO / "config.yaml"))
     assert len(real.cells_of("sft")) == 5 * 3 * 2 and len(real.cells_of("dpo")) == 3 * 2 * 2
@@ -39,8 +39,10 @@ def test_string_ratio_from_yaml_is_the_number_meant(demo_config, tmp_path):
     cfg = yaml.safe_load(text)
     assert cfg["stages"]["sft"]["grid"]["ratios"] == ["1e-4"]
     study = load_study(cfg)
-    assert {c.ratio for c in study.cells} == {1e-4}
-    assert {c.learning_rate for c in study.cells} == {8e-4, 3.2e-3}
+    sft = study.cells_of("sft")
+    assert {c.ratio for c in sft} == {1e-4}
+    assert {c.learning_rate for c in sft} == {8e-4, 3.2e-3}
+    assert {c.ratio for c in study.cells_of("dpo")} == {1e-5, 1e-4}  # "ratios: [1e-5, 1e-4]" too
 
 
 def test_training_spec_derives_accumulation_so_effective_batch_is_exact(demo_config):
@@ -49,7 +51,7 @@ def test_training_spec_derives_accumulation_so_effective_batch_is_exact(demo_con
         spec = study.training_spec(cell)
         assert spec["per_device_train_batch_size"] * spec["gradient_accumulation_steps"] * spec["gpus"] \
             == cell.batch_size
-        assert spec["max_steps"] * cell.batch_size == demo_config["stages"]["sft"]["train_examples"]
+        assert spec["max_steps"] * cell.batch_size == demo_config["stages"][cell.stage]["train_examples"]
 
 
 def _set(cfg, dotted, value):
@@ -136,7 +138,7 @@ def test_grid_can_hold_steps_fixed_instead_of_examples(demo_config):
     del sft["train_examples"]
     sft["train_steps"] = 300
     study = load_study(demo_config)
-    assert {study.training_spec(c)["max_steps"] for c in study.cells} == {300}
+    assert {study.training_spec(c)["max_steps"] for c in study.cells_of("sft")} == {300}
     sft["train_examples"] = 1000
     with pytest.raises(ConfigError, match=r"stages\.sft\.train_steps.*not both"):
         load_study(demo_config)
