@@ -27,6 +27,7 @@ def small_study(ratios=(1e-4, 1e-3), batch_sizes=(4,), seeds=(0,), train_example
     cfg["study"] = "test-small"
     cfg["data"]["synthetic"].update({"train_per_task": 60, "eval_per_task": 12})
     cfg["models"][0]["build"].update({"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2})
+    cfg["stages"].pop("dpo", None)  # SFT only; with_dpo() adds a DPO stage where a test needs one
     sft = cfg["stages"]["sft"]
     sft["grid"] = {"ratios": list(ratios), "batch_sizes": list(batch_sizes)}
     sft["seeds"] = list(seeds)
