@@ -130,3 +130,15 @@ def test_builtin_task_runs_in_the_evaluate_step_on_local_files(prepared, trained
     assert [r["value"] for r in rows if r["primary"]] == [res["acc_norm,none"]]
     cells = [{"run_id": "x", "eval_json": str(tmp_path / "results.json")}]
     assert len(load_items(cells, tasks)) == 8
+
+
+def test_vllm_backend_without_vllm_says_how_to_get_it():
+    import importlib.util
+
+    from workflow_scripts.evaluate import backend_model_args
+    assert backend_model_args("hf", "m", "float32", 2048, 0) == {"pretrained": "m", "dtype": "float32",
+                                                                "max_length": 2048}
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    with pytest.raises(RuntimeError, match=r"pip install -e \.\[vllm\].*evaluation.backend: hf"):
+        backend_model_args("vllm", "m", "bfloat16", 2048, 0)

@@ -46,7 +46,8 @@ DEFAULTS = {
     "threads": 1,
     "data": {"synthetic": {"seed": 1234, "train_per_task": 12000, "eval_per_task": 200}},
     "retention": {"delete_weights_after_eval": False},
-    "evaluation": {"batch_size": 64, "limit": None, "apply_chat_template": True, "max_length": None},
+    "evaluation": {"batch_size": 64, "limit": None, "apply_chat_template": True, "max_length": None,
+                   "backend": "hf", "max_batch_size": 64},
 }
 # What one SLURM job of a model asks for (per model: a 1.7B cell needs more than a 135M one).
 # mem_mb and runtime (minutes) grow with the attempt when a job is retried.

@@ -29,7 +29,8 @@ def lm_eval_device() -> tuple[str, str]:
 def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_json: str | Path,
                   samples_dir: str | Path, *, batch_size=64, limit=None, apply_chat_template=True,
                   max_length=None, threads: int = 1, seed: int = 1234, run_json=None,
-                  archive_dir=None, benchmark_dirs: dict[str, str] | None = None) -> dict:
+                  archive_dir=None, benchmark_dirs: dict[str, str] | None = None, backend: str = "hf",
+                  max_batch_size: int = 64) -> dict:
     t0 = time.time()
     if run_json is not None:
         run = json.loads(Path(run_json).read_text())
@@ -43,13 +44,12 @@ def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_j
 
     torch.set_num_threads(threads)
     device, dtype = lm_eval_device()
-    model_args = {"pretrained": str(model_dir), "dtype": dtype}
-    if max_length:
-        model_args["max_length"] = max_length
+    model_args = backend_model_args(backend, str(model_dir), dtype, max_length, seed)
     specs = task_specs(tasks, test_files, benchmark_dirs)
     print(f"[evaluate] {model_dir}: tasks {sorted(tasks)} on {device} ({dtype}), batch {batch_size}", flush=True)
     out = lm_eval.simple_evaluate(
-        model="hf", model_args=model_args, tasks=specs, batch_size=batch_size, device=device,
+        model=backend, model_args=model_args, tasks=specs, batch_size=batch_size, device=device,
+        max_batch_size=max_batch_size,
         limit=limit, apply_chat_template=apply_chat_template, log_samples=True,
         # every spec is a full config (or Group) on local files: skip lm-eval's scan of its
         # own task folder (~14 s per job)
@@ -73,6 +73,27 @@ def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_j
     print(f"[evaluate] done in {time.time() - t0:.1f}s: " + ", ".join(
         f"{k}={v}" for k, v in primary_scores(out["results"], tasks).items()), flush=True)
     return out
+
+
+def backend_model_args(backend: str, model_dir: str, dtype: str, max_length, seed: int) -> dict:
+    """lm-eval model_args for the HF backend (default) or the vLLM backend (optional extra)."""
+    if backend == "hf":
+        args = {"pretrained": model_dir, "dtype": dtype}
+        if max_length:
+            args["max_length"] = max_length
+        return args
+    if backend == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise RuntimeError("evaluation.backend is vllm but the vllm package is not installed in this "
+                               "job's environment: pip install -e .[vllm] on the GPU nodes, or set "
+                               "evaluation.backend: hf.")
+        args = {"pretrained": model_dir, "dtype": dtype, "seed": seed, "gpu_memory_utilization": 0.8}
+        if max_length:
+            args["max_model_len"] = max_length
+        return args
+    raise ValueError(f"unknown lm-eval backend {backend!r}")
 
 
 def archive_evaluation(out_json, samples_dir, archive_dir) -> Path | None:
