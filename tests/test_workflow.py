@@ -215,3 +215,20 @@ def test_packs_group_cells_of_one_ratio_and_adding_a_ratio_adds_packs(tmp_path):
     cfg["stages"]["sft"]["grid"]["ratios"].append(1e-3)
     jobs = planned_jobs(snakemake(tmp_path, write_config(cfg, path), "-n").stdout)
     assert sorted(w["head"] for r, w in jobs if r.startswith("train_pack")) == ["r1e-03", "r1e-03", "r1e-04", "r1e-04"]
+
+
+def test_profile_dry_run_shows_what_each_training_job_asks_for(tmp_path):
+    """`snakemake --profile slurm -n` from the repository root (where ./slurm is found)."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "slurm", "-n", "-d", str(tmp_path),
+                           "--configfile", str(REPO / "config.yaml")], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    blocks = proc.stdout.split("\n\n")
+    train = [b for b in blocks if re.search(r"^\s*rule train:", b, re.M)]
+    assert len(train) == 42
+    for b in train:  # config.yaml: smollm2-135m's train resources, one GPU per cell, the GPU partition
+        res = re.search(r"resources: (.*)", b).group(1)
+        for want in ("gpu=1", "mem_mb=32000", "runtime=360", "cpus_per_gpu=8", "slurm_partition=gpu"):
+            assert want in res, (want, res)
