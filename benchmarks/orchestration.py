@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def grid_config(cells: int) -> dict:
     cfg = yaml.safe_load((REPO / "studies" / "demo.yaml").read_text())
+    cfg["stages"].pop("dpo", None)  # a grid of N SFT cells (the demo's DPO stage names one parent cell)
     batch_sizes = [8, 32]
     seeds = [0] if cells <= 10 else [0, 1, 2, 3, 4]
     n_ratios = cells // (len(batch_sizes) * len(seeds))

@@ -224,6 +224,32 @@ FIGURES = {
 }
 
 
+def model_resource(job, key):
+    """A model's SLURM resource for a job kind: a constant when every model asks the same
+    (Snakemake evaluates a function once per job, which is most of a 1,000-cell dry run)."""
+    values = {STUDY.resources(m, job)[key] for m in STUDY.models}
+    if len(values) == 1:
+        return values.pop()
+    return lambda w: STUDY.resources(w.model, job)[key]
+
+
+def model_resource_x_attempt(job, key, factor=1):
+    """mem_mb / runtime: grows with the attempt of a retried job."""
+    values = {STUDY.resources(m, job)[key] for m in STUDY.models}
+    if len(values) == 1:
+        value = values.pop() * factor
+        return lambda w, attempt: value * attempt
+    return lambda w, attempt: STUDY.resources(w.model, job)[key] * factor * attempt
+
+
+def train_gpus():
+    """GPUs per training job (stages.<stage>.gpus); a constant when all stages agree."""
+    values = {st["gpus"] for st in CFG["stages"].values()}
+    if len(values) == 1:
+        return values.pop()
+    return lambda w: CFG["stages"][w.stage]["gpus"]
+
+
 def trained_model_output(path):
     """Trained weights are temp() when the study deletes them after evaluation."""
     out = directory(path)

@@ -25,11 +25,11 @@ rule evaluate:
     benchmark:
         f"{BENCH}/evaluate/{{model}}/{{stage}}/{{cell}}.tsv"
     resources:
-        mem_mb=lambda w, attempt: STUDY.resources(w.model, "evaluate")["mem_mb"] * attempt,
-        runtime=lambda w, attempt: STUDY.resources(w.model, "evaluate")["runtime"] * attempt,
+        mem_mb=model_resource_x_attempt("evaluate", "mem_mb"),
+        runtime=model_resource_x_attempt("evaluate", "runtime"),
         gpu=1,
-        gpu_model=lambda w: STUDY.resources(w.model, "evaluate")["gpu_model"],
-        cpus_per_gpu=lambda w: STUDY.resources(w.model, "evaluate")["cpus_per_gpu"],
+        gpu_model=model_resource("evaluate", "gpu_model"),
+        cpus_per_gpu=model_resource("evaluate", "cpus_per_gpu"),
     conda:
         "../envs/eval.yaml"
     script:

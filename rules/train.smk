@@ -24,11 +24,11 @@ rule train:
     resources:
         # per model size from the study config; a job that failed for memory or time is
         # retried with more. On SLURM: sbatch --gpus=[MODEL:]N --cpus-per-gpu --mem -t
-        mem_mb=lambda w, attempt: STUDY.resources(w.model, "train")["mem_mb"] * attempt,
-        runtime=lambda w, attempt: STUDY.resources(w.model, "train")["runtime"] * attempt,
-        gpu=lambda w: STUDY.training_spec(get_cell(w))["gpus"],
-        gpu_model=lambda w: STUDY.resources(w.model, "train")["gpu_model"],
-        cpus_per_gpu=lambda w: STUDY.resources(w.model, "train")["cpus_per_gpu"],
+        mem_mb=model_resource_x_attempt("train", "mem_mb"),
+        runtime=model_resource_x_attempt("train", "runtime"),
+        gpu=train_gpus(),
+        gpu_model=model_resource("train", "gpu_model"),
+        cpus_per_gpu=model_resource("train", "cpus_per_gpu"),
     conda:
         "../envs/train.yaml"
     script:
@@ -65,10 +65,10 @@ for _stage in STUDY.packed_stages():
                 f"{BENCH}/train/{{model}}/{{stage}}/{{head}}_pack{_i}.tsv"
             resources:
                 # one GPU for the pack; host memory for K processes
-                mem_mb=lambda w, attempt, k=len(_slots): STUDY.resources(w.model, "train")["mem_mb"] * k * attempt,
-                runtime=lambda w, attempt: STUDY.resources(w.model, "train")["runtime"] * attempt,
+                mem_mb=model_resource_x_attempt("train", "mem_mb", factor=len(_slots)),
+                runtime=model_resource_x_attempt("train", "runtime"),
                 gpu=1,
-                gpu_model=lambda w: STUDY.resources(w.model, "train")["gpu_model"],
+                gpu_model=model_resource("train", "gpu_model"),
                 cpus_per_gpu=lambda w, k=len(_slots): STUDY.resources(w.model, "train")["cpus_per_gpu"] * k,
             conda:
                 "../envs/train.yaml"

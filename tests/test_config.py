@@ -212,3 +212,12 @@ def test_packing_and_multi_gpu_cells_exclude_each_other():
     cfg["stages"]["sft"].update(cells_per_gpu=2, gpus=2)
     with pytest.raises(ConfigError, match="stages.sft.cells_per_gpu"):
         load_study(cfg)
+
+
+def test_orchestration_benchmark_grids_are_valid_studies():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("orchestration", REPO / "benchmarks" / "orchestration.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for n in (10, 100, 1000):
+        assert len(load_study(bench.grid_config(n)).cells) == n
