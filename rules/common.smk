@@ -7,7 +7,7 @@ sys.path.insert(0, workflow.basedir)  # import workflow_scripts without installi
 from snakemake.utils import min_version
 
 from workflow_scripts.config import load_study
-from workflow_scripts.grid import STAGE_PATTERN
+from workflow_scripts.grid import STAGE_PATTERN, stage_kind
 from workflow_scripts.launch import cell_job
 from workflow_scripts.layout import RUNS as RUNS_DIR, cell_files
 from types import SimpleNamespace
@@ -180,7 +180,7 @@ def model_names(kind):
 
 def get_tiny_model_sft_data(wildcards):
     """The tokenizer of a built model is trained on the text of the first SFT stage."""
-    stage = next(s for s in CFG["stages"] if STUDY.stage_kind(s) == "sft")
+    stage = next(s for s in CFG["stages"] if stage_kind(s) == "sft")
     return f"{RESULTS}/data/{stage}_train.jsonl"
 
 

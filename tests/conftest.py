@@ -54,6 +54,24 @@ def with_dpo(cfg, parent=None, ratios=(1e-3,), batch_sizes=(4,), train_examples=
     return cfg
 
 
+def tiny_setup(folder, cfg, n_train=40, n_test=2):
+    """What the data rules make for a study, without Snakemake: seeded task files, the SFT
+    mix and a tiny base model built from it. Returns paths and the SFT row count."""
+    from workflow_scripts import synthetic
+    from workflow_scripts.tiny_model import build_from_sft_file
+
+    folder = Path(folder)
+    train_files, test_files = {}, {}
+    for name, task in cfg["tasks"].items():
+        train, test = folder / f"{name}_train.jsonl", folder / f"{name}_test.jsonl"
+        synthetic.write_task(task["synthetic"], 7, n_train, n_test, train, test)
+        train_files[name], test_files[name] = (task["synthetic"], train), str(test)
+    rows = synthetic.build_sft_set(train_files, folder / "sft.jsonl", seed=0)
+    build_from_sft_file(folder / "sft.jsonl", folder / "base", cfg["models"][0]["build"])
+    return {"train_files": train_files, "test_files": test_files, "sft": folder / "sft.jsonl",
+            "base": folder / "base", "sft_rows": rows}
+
+
 def write_config(cfg, path):
     path = Path(path)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -9,11 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import small_study, snakemake, with_dpo, write_config
+from conftest import small_study, snakemake, tiny_setup, with_dpo, write_config
 from workflow_scripts import synthetic
 from workflow_scripts.config import load_study
 from workflow_scripts.data import preference_row
-from workflow_scripts.tiny_model import build_from_sft_file
 from workflow_scripts.train import train_cell
 
 TASKS = {"arith", "compare", "sequence", "format"}
@@ -50,16 +49,11 @@ def dpo_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("dpo")
     cfg = with_dpo(small_study(ratios=(1e-3,), train_examples=48), ratios=(2e-3,), train_examples=48)
     study = load_study(cfg)
-    files = {}
-    for name, task in study.synthetic_tasks.items():
-        synthetic.write_task(task["synthetic"], 7, 40, 10, d / f"{name}_train.jsonl", d / f"{name}_test.jsonl")
-        files[name] = (task["synthetic"], d / f"{name}_train.jsonl")
-    synthetic.build_sft_set(files, d / "sft.jsonl", seed=0)
-    synthetic.build_preference_set(files, d / "dpo_all.jsonl", seed=0)
+    made = tiny_setup(d, cfg, n_train=40, n_test=10)
+    synthetic.build_preference_set(made["train_files"], d / "dpo_all.jsonl", seed=0)
     # 8 pairs seen 6 times each: a tiny model cannot generalise from 12 steps, but it must
     # learn the pairs it is trained on
     synthetic.write_jsonl(synthetic.read_jsonl(d / "dpo_all.jsonl")[:8], d / "dpo.jsonl")
-    build_from_sft_file(d / "sft.jsonl", d / "base", cfg["models"][0]["build"])
     sft_cell, dpo_cell = study.cells_of("sft")[0], study.cells_of("dpo")[0]
     train_cell(study.training_spec(sft_cell), str(d / "base"), str(d / "sft.jsonl"), d / "sft", threads=1)
     spec = study.training_spec(dpo_cell)

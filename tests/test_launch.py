@@ -1,28 +1,21 @@
 """Cells as processes: one cell on N devices (DDP, effective batch kept exact) and a pack of
 cells training at the same time."""
 
+import contextlib
 import datetime as dt
 import json
 
 import pytest
 
-from conftest import small_study
-from workflow_scripts import synthetic
+from conftest import small_study, tiny_setup
 from workflow_scripts.config import load_study
-from workflow_scripts.launch import cell_job, estimated_gpu_bytes, run_cells
-from workflow_scripts.tiny_model import build_from_sft_file
+from workflow_scripts.launch import cell_job, estimated_gpu_bytes, run_cells, train_one
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
     d = tmp_path_factory.mktemp("launch")
-    cfg = small_study()
-    files = {}
-    for name, task in cfg["tasks"].items():
-        synthetic.write_task(task["synthetic"], 7, 40, 2, d / f"{name}.jsonl", d / f"{name}_t.jsonl")
-        files[name] = (task["synthetic"], d / f"{name}.jsonl")
-    synthetic.build_sft_set(files, d / "sft.jsonl", seed=0)
-    build_from_sft_file(d / "sft.jsonl", d / "base", cfg["models"][0]["build"])
+    tiny_setup(d, small_study())
     return d
 
 
@@ -32,14 +25,16 @@ def test_a_two_process_cell_keeps_the_effective_batch_exact(base, tmp_path):
     study = load_study(cfg)
     spec = study.training_spec(study.cells[0])
     assert (spec["per_device_train_batch_size"], spec["gradient_accumulation_steps"]) == (2, 1)  # 2 x 1 x 2 = 4
-    run_cells([cell_job(spec, base / "base", base / "sft.jsonl", tmp_path / "run", log=str(tmp_path / "cell.log"))],
-              tmp_path / ".launch")
+    # as the train rule does: train_one in a job whose stdout is redirected to its log file
+    log = tmp_path / "cell.log"
+    with open(log, "w") as f, contextlib.redirect_stdout(f):
+        train_one(cell_job(spec, base / "base", base / "sft.jsonl", tmp_path / "run"), tmp_path / ".launch")
     run = json.loads((tmp_path / "run/run.json").read_text())
     assert run["processes"] == 2 and run["environment"]["WORLD_SIZE"] == "2"
     assert run["optimizer_steps"] == 12 and run["examples_seen"] == 48
     assert run["final_loss"] < run["first_loss"]
-    log = (tmp_path / "cell.log").read_text()
-    assert log.count("[train] done") == 1  # one process writes the outputs and reports
+    text = log.read_text()  # the DDP processes' output reached the job's log
+    assert text.count("[train] done") == 1  # one process writes the outputs and reports
 
 
 def test_a_pack_trains_its_cells_at_the_same_time_each_with_its_own_outputs(base, tmp_path):

@@ -9,9 +9,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, small_study, snakemake, write_config
-from workflow_scripts import synthetic
-from workflow_scripts.tiny_model import build_from_sft_file
+from conftest import REPO, small_study, snakemake, tiny_setup, write_config
 
 HUB_ID = "HuggingFaceTB/SmolLM2-135M"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -53,14 +51,7 @@ print("HUB", json.dumps(rec["base_model_hub"]))
 
 @pytest.fixture
 def tiny_base(tmp_path):
-    cfg = small_study()
-    files = {}
-    for name, task in cfg["tasks"].items():
-        synthetic.write_task(task["synthetic"], 7, 20, 2, tmp_path / f"{name}.jsonl", tmp_path / f"{name}_t.jsonl")
-        files[name] = (task["synthetic"], tmp_path / f"{name}.jsonl")
-    synthetic.build_sft_set(files, tmp_path / "sft.jsonl", seed=0)
-    build_from_sft_file(tmp_path / "sft.jsonl", tmp_path / "base", cfg["models"][0]["build"])
-    return tmp_path / "base"
+    return tiny_setup(tmp_path, small_study(), n_train=20)["base"]
 
 
 def test_prefetched_hub_model_trains_offline_at_the_recorded_commit(tmp_path, tiny_base):

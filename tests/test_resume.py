@@ -10,10 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, small_study, snakemake, write_config
-from workflow_scripts import synthetic
+from conftest import REPO, small_study, snakemake, tiny_setup, write_config
 from workflow_scripts.config import load_study
-from workflow_scripts.tiny_model import build_from_sft_file
 from workflow_scripts.train import FAULT_KILL_AFTER_CHECKPOINT, train_cell
 
 # CPU, fp32, same seed: resuming restores weights, optimizer, scheduler, RNG and the data
@@ -31,12 +29,7 @@ def resumable_study():
 def prepared(tmp_path_factory):
     d = tmp_path_factory.mktemp("resume")
     cfg = resumable_study()
-    files = {}
-    for name, task in cfg["tasks"].items():
-        synthetic.write_task(task["synthetic"], 7, 40, 2, d / f"{name}.jsonl", d / f"{name}_t.jsonl")
-        files[name] = (task["synthetic"], d / f"{name}.jsonl")
-    synthetic.build_sft_set(files, d / "sft.jsonl", seed=0)
-    build_from_sft_file(d / "sft.jsonl", d / "base", cfg["models"][0]["build"])
+    tiny_setup(d, cfg)
     study = load_study(cfg)
     return {"dir": d, "spec": study.training_spec(study.cells[0]), "cfg": cfg}
 

@@ -5,11 +5,10 @@ import math
 
 import pytest
 
-from conftest import small_study
+from conftest import small_study, tiny_setup
 from workflow_scripts import synthetic
 from workflow_scripts.config import load_study
 from workflow_scripts.evaluate import evaluate_cell, primary_scores
-from workflow_scripts.tiny_model import build_from_sft_file
 from workflow_scripts.train import train_cell
 
 
@@ -17,16 +16,9 @@ from workflow_scripts.train import train_cell
 def prepared(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny")
     cfg = small_study(ratios=(1e-3,), batch_sizes=(4,), train_examples=48)
-    study = load_study(cfg)
-    train_files, test_files = {}, {}
-    for name, task in study.synthetic_tasks.items():
-        synthetic.write_task(task["synthetic"], 7, 40, 10, d / f"{name}_train.jsonl", d / f"{name}_test.jsonl")
-        train_files[name] = (task["synthetic"], d / f"{name}_train.jsonl")
-        test_files[name] = str(d / f"{name}_test.jsonl")
-    n = synthetic.build_sft_set(train_files, d / "sft.jsonl", seed=0)
-    assert n == 4 * 40
-    build_from_sft_file(d / "sft.jsonl", d / "base", cfg["models"][0]["build"])
-    return {"dir": d, "study": study, "test_files": test_files}
+    made = tiny_setup(d, cfg, n_train=40, n_test=10)
+    assert made["sft_rows"] == 4 * 40
+    return {"dir": d, "study": load_study(cfg), "test_files": made["test_files"]}
 
 
 @pytest.fixture(scope="module")

@@ -166,9 +166,6 @@ class Study:
         k = st["cells_per_gpu"]
         return [slots[i:i + k] for i in range(0, len(slots), k)]
 
-    def stage_kind(self, stage: str) -> str:
-        return stage_kind(stage)
-
     def locally_made(self, kind: str) -> list[str]:
         """Names of the models whose base weights a rule makes: 'build', 'gguf', or 'hub'
         (fetched from the hub on the login node)."""

@@ -89,6 +89,15 @@ def check_pack_memory(jobs: list[dict]) -> str:
     return msg
 
 
+def _file_or_none(stream):
+    """``stream`` if a child process can write to it (it has a file descriptor), else None."""
+    try:
+        stream.fileno()
+        return stream
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def run_cells(jobs: list[dict], work_dir: str | Path) -> None:
     """Train ``jobs`` concurrently, one process (group) each; raise if any cell failed.
 
@@ -110,7 +119,11 @@ def run_cells(jobs: list[dict], work_dir: str | Path) -> None:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         cmd = command(job_file, int(job["spec"].get("gpus", 1)), cpu)
         print(f"[pack] start {job['spec']['run_id']}: {' '.join(cmd)}", flush=True)
-        procs.append((job, subprocess.Popen(cmd, stdout=log or None, stderr=subprocess.STDOUT if log else None,
+        # no log of its own: the cell's output goes where this process's output goes (the
+        # job log that entry/_bootstrap.logged redirected sys.stdout to), not to fd 1
+        sink = log or _file_or_none(sys.stdout)
+        sys.stdout.flush()
+        procs.append((job, subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT if sink else None,
                                             env=env, cwd=os.getcwd()), log))
     failed = []
     for job, proc, log in procs:
@@ -124,13 +137,25 @@ def run_cells(jobs: list[dict], work_dir: str | Path) -> None:
         raise RuntimeError(f"{len(failed)} of {len(jobs)} cells failed: {'; '.join(failed)}")
 
 
+def train_one(job: dict, work_dir: str | Path) -> None:
+    """One cell: in this process, or, when it asks for several GPUs, as DDP processes whose
+    output joins this job's log."""
+    if int(job["spec"].get("gpus", 1)) > 1:
+        run_cells([{**job, "log": None}], work_dir)
+        return
+    from .train import train_cell
+
+    train_cell(job["spec"], job["base_model"], job["train_file"], job["out_dir"], threads=job["threads"],
+               data_source=job["data_source"], prefetched=job["prefetched"])
+
+
 def main(argv: list[str] | None = None) -> int:
     from .train import train_cell
 
     job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
     t0 = time.time()
     train_cell(job["spec"], job["base_model"], job["train_file"], job["out_dir"], threads=job["threads"],
-               data_source=job["data_source"], prefetched=job["prefetched"])
+               data_source=job["data_source"], prefetched=job["prefetched"])  # one process of a cell
     print(f"[launch] {job['spec']['run_id']} finished in {time.time() - t0:.1f}s", flush=True)
     return 0
 

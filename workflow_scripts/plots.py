@@ -209,19 +209,25 @@ def iso_ratio_figure(scores: pd.DataFrame, study: str):
     return fig
 
 
+def _score_bars(data: pd.DataFrame, x: str, palette: str, title: str):
+    """Grouped bars of ``score`` (%) per published benchmark column, one colour per ``who``."""
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.6 * data[x].nunique() + 3), 4.0))
+    sns.barplot(data=data, x=x, y="score", hue="who", palette=palette, ax=ax)
+    ax.set_xlabel("benchmark (published column)")
+    ax.set_ylabel("score (%)")
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def named_reference_figure(ref: pd.DataFrame, study: str):
     """Each named cell beside the published model it stands for, per benchmark."""
     long = pd.concat([
         ref.assign(who=ref["published"] + " (published)", score=ref["published_score"]),
         ref.assign(who=ref["published"] + ": ours " + ref["run_id"].str.split("/", n=1).str[1], score=ref["our_score"]),
     ])
-    fig, ax = plt.subplots(figsize=(max(6.4, 1.6 * long["benchmark"].nunique() + 3), 4.0))
-    sns.barplot(data=long, x="benchmark", y="score", hue="who", palette="Paired", ax=ax)
-    ax.set_xlabel("benchmark (published column)")
-    ax.set_ylabel("score (%)")
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.suptitle(f"{study}: the paper's named cells, published (lighteval) beside ours (lm-eval)", fontsize=9)
-    return fig
+    return _score_bars(long, "benchmark", "Paired",
+                       f"{study}: the paper's named cells, published (lighteval) beside ours (lm-eval)")
 
 
 def reference_figure(scores: pd.DataFrame, published: pd.DataFrame | None, study: str,
@@ -245,13 +251,8 @@ def reference_figure(scores: pd.DataFrame, published: pd.DataFrame | None, study
     pub = published.melt(id_vars="model", var_name="column", value_name="score")
     pub = pub[pub["column"].isin(ours["column"])].rename(columns={"model": "who"})
     both = pd.concat([pub[["who", "column", "score"]], ours[["who", "column", "score"]]])
-    fig, ax = plt.subplots(figsize=(max(6.4, 1.6 * both["column"].nunique() + 3), 4.0))
-    sns.barplot(data=both, x="column", y="score", hue="who", palette="colorblind", ax=ax)
-    ax.set_xlabel("benchmark (published column)")
-    ax.set_ylabel("score (%)")
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.suptitle(f"{study}: our best cells beside published SmolTulu scores (lighteval; ours: lm-eval)", fontsize=9)
-    return fig
+    return _score_bars(both, "column", "colorblind",
+                       f"{study}: our best cells beside published SmolTulu scores (lighteval; ours: lm-eval)")
 
 
 def write_figures(scores_csv, loss_csv, outputs: dict, study: str, slopes_csv=None, split_csv=None,
