@@ -120,7 +120,10 @@ def cell_spec(base: Path, opts: dict) -> dict:
     """The spec exactly as the pipeline builds it (Study.training_spec) for a one-cell study."""
     from workflow_scripts.config import load_study
 
-    recipe = {"max_length": opts["seq"], "lr_scheduler_type": "linear", "optim": opts["optim"]}
+    # no activation checkpointing, like the plain loop (the pipeline's automatic choice is
+    # the same for these shapes on an H200; on a smaller GPU it could differ)
+    recipe = {"max_length": opts["seq"], "lr_scheduler_type": "linear", "optim": opts["optim"],
+              "activation_checkpointing": False}
     if opts["compile"]:
         recipe["torch_compile"] = True
     if opts["liger"]:

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import small_study, tiny_setup
 from workflow_scripts.config import load_study
-from workflow_scripts.launch import cell_job, estimated_gpu_bytes, run_cells, train_one
+from workflow_scripts.launch import cell_job, choose_checkpointing, estimated_gpu_bytes, run_cells, train_one
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +71,32 @@ def test_memory_estimate_scales_with_model_batch_and_dpo():
     assert 4 * 2**30 < one < 12 * 2**30
     assert estimated_gpu_bytes({**spec, "per_device_train_batch_size": 8}, shape) > one
     assert estimated_gpu_bytes({**spec, "stage_kind": "dpo"}, shape) > one
+
+
+def test_activation_checkpointing_only_when_memory_needs_it():
+    gib = 2**30
+    shape = {"params": 1_711_376_384, "hidden": 2048, "layers": 24, "vocab": 49152}  # SmolLM2-1.7B
+    spec = {"per_device_train_batch_size": 8, "recipe": {"max_length": 2048}, "stage_kind": "sft"}
+    without = estimated_gpu_bytes(spec, shape)
+    with_ckpt = estimated_gpu_bytes(spec, shape, checkpointing=True)
+    assert 50 * gib < without < 65 * gib  # 27 GB of fp32 weights + grads + Adam, 27 GB of activations
+    assert with_ckpt < without - 20 * gib
+    h200 = choose_checkpointing(spec, shape, 139 * gib)  # alone on an H200: fits, recompute nothing
+    assert h200["enabled"] is False and h200["reason"] == "fits without activation checkpointing"
+    a100 = choose_checkpointing(spec, shape, 40 * gib)  # on a 40 GB GPU it fits only with checkpointing
+    assert a100["enabled"] is True and "may not fit" not in a100["reason"]
+    assert a100["estimate_gib"] == round(with_ckpt / gib, 2)
+    pack = choose_checkpointing(spec, shape, 139 * gib // 4)  # a quarter of an H200 (4 cells per GPU)
+    assert pack["enabled"] is True
+    small = choose_checkpointing(spec, shape, 16 * gib)  # too small either way: says what to lower
+    assert small["enabled"] is True and "lower micro_batch_size" in small["reason"]
+
+
+def test_the_recipe_decides_checkpointing_when_it_says_so():
+    from workflow_scripts.train import memory_plan
+
+    gpu = {"use_cpu": False}  # the recipe is read before any GPU is asked
+    assert memory_plan({"recipe": {"gradient_checkpointing": True}}, "unused", gpu) == {
+        "enabled": True, "reason": "recipe.gradient_checkpointing"}
+    assert memory_plan({"recipe": {"activation_checkpointing": False}}, "unused", gpu)["enabled"] is False
+    assert memory_plan({"recipe": {}}, "unused", {"use_cpu": True}) == {"enabled": False, "reason": "no GPU"}

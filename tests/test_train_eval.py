@@ -44,6 +44,9 @@ def test_training_writes_model_history_and_run_record(trained):
     assert on_disk["precision"] == {"use_cpu": True, "bf16": False, "fp16": False, "device": "cpu"}
     assert on_disk["sft_config"]["learning_rate"] == 4e-3
     assert on_disk["sft_config"]["gradient_accumulation_steps"] == 2
+    # no recompute unless memory needs it (TRL's default is on)
+    assert on_disk["activation_checkpointing"] == {"enabled": False, "reason": "no GPU"}
+    assert on_disk["sft_config"]["activation_checkpointing"] is False
     assert on_disk["versions"]["trl"] and on_disk["versions"]["transformers"]
     assert len(on_disk["train_file_sha256"]) == 64
     history = json.loads((out / "log_history.json").read_text())

@@ -61,17 +61,39 @@ def model_shape(base_model: str) -> dict:
             "layers": config.num_hidden_layers, "vocab": config.vocab_size}
 
 
-def estimated_gpu_bytes(spec: dict, shape: dict) -> int:
+def estimated_gpu_bytes(spec: dict, shape: dict, checkpointing: bool = False) -> int:
     """A conservative estimate of one cell's GPU memory: weights, gradients and AdamW's two
-    moments at 4 bytes each, a DPO reference copy, and activations without checkpointing
-    (~34 bytes x tokens x hidden per layer at 16 bit: Korthikanti et al. 2022, flash attention)
-    plus fp32 logits and their gradient (8 bytes x tokens x vocabulary)."""
+    moments at 4 bytes each, a DPO reference copy, activations (~34 bytes x tokens x hidden
+    per layer at 16 bit: Korthikanti et al. 2022, flash attention; with activation
+    checkpointing only each layer's 2-byte input plus one layer's full set) and fp32 logits
+    with their gradient (8 bytes x tokens x vocabulary)."""
     dpo = spec.get("stage_kind") == "dpo"
     n = shape["params"]
     state = 16 * n + (4 * n if dpo else 0)
     tokens = int(spec["per_device_train_batch_size"]) * int(spec.get("recipe", {}).get("max_length") or 1024)
     tokens *= 2 if dpo else 1  # chosen and rejected
-    return int(state + 34 * tokens * shape["hidden"] * shape["layers"] + 8 * tokens * shape["vocab"])
+    per_layer = 34 * tokens * shape["hidden"]
+    activations = (2 * tokens * shape["hidden"] * shape["layers"] + per_layer if checkpointing
+                   else per_layer * shape["layers"])
+    return int(state + activations + 8 * tokens * shape["vocab"])
+
+
+def choose_checkpointing(spec: dict, shape: dict, budget_bytes: int) -> dict:
+    """Activation checkpointing only when memory needs it: it recomputes every layer's
+    forward in the backward pass (about a third more compute), so it is on only when the
+    cell would not fit in ``budget_bytes`` (its share of the GPU's free memory) without it."""
+    gib = 2**30
+    without = estimated_gpu_bytes(spec, shape)
+    if without <= 0.9 * budget_bytes:
+        return {"enabled": False, "estimate_gib": round(without / gib, 2), "budget_gib": round(budget_bytes / gib, 2),
+                "reason": "fits without activation checkpointing"}
+    with_ckpt = estimated_gpu_bytes(spec, shape, checkpointing=True)
+    reason = "does not fit without activation checkpointing"
+    if with_ckpt > 0.9 * budget_bytes:
+        reason += (" and may not fit with it either: lower micro_batch_size, recipe.max_length or "
+                   "stages.<stage>.cells_per_gpu, or use a larger GPU")
+    return {"enabled": True, "estimate_gib": round(with_ckpt / gib, 2), "without_gib": round(without / gib, 2),
+            "budget_gib": round(budget_bytes / gib, 2), "reason": reason}
 
 
 def check_pack_memory(jobs: list[dict]) -> str:
@@ -114,7 +136,7 @@ def run_cells(jobs: list[dict], work_dir: str | Path) -> None:
     procs = []
     for i, job in enumerate(jobs):
         job_file = work_dir / f"cell{i}.json"
-        job_file.write_text(json.dumps(job))
+        job_file.write_text(json.dumps({**job, "gpu_share": len(jobs)}))  # cells sharing the GPU
         log = open(job["log"], "w") if job.get("log") else None
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         cmd = command(job_file, int(job["spec"].get("gpus", 1)), cpu)
@@ -155,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
     t0 = time.time()
     train_cell(job["spec"], job["base_model"], job["train_file"], job["out_dir"], threads=job["threads"],
-               data_source=job["data_source"], prefetched=job["prefetched"])  # one process of a cell
+               data_source=job["data_source"], prefetched=job["prefetched"],
+               gpu_share=job.get("gpu_share", 1))  # one process of a cell
     print(f"[launch] {job['spec']['run_id']} finished in {time.time() - t0:.1f}s", flush=True)
     return 0
 
