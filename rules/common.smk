@@ -1,4 +1,5 @@
 # Config validation, the grid table and the small get_* input functions every rule uses.
+import functools
 import re
 import sys
 
@@ -127,6 +128,16 @@ def get_base_model_ref(wildcards):
     return f"{RESULTS}/models/{wildcards.model}/base" if made_locally(model) else model["id"]
 
 
+def get_train_base_inputs(wildcards):
+    """base and prefetch inputs of rule train in one call (one input function per job, not two)."""
+    return {"base": get_base_model_input(wildcards), "prefetch": get_prefetch_input(wildcards)}
+
+
+def get_train_params(wildcards):
+    """The cell's training spec and the model it starts from (workflow_scripts/entry/train.py)."""
+    return {"spec": STUDY.training_spec(get_cell(wildcards)), "base_model": get_base_model_ref(wildcards)}
+
+
 def get_prefetch_input(wildcards):
     """The login node's record of a hub base model (SFT cells of hub models only)."""
     if get_parent(wildcards) or wildcards.model not in STUDY.locally_made("hub"):
@@ -184,6 +195,7 @@ def get_tiny_model_sft_data(wildcards):
     return f"{RESULTS}/data/{stage}_train.jsonl"
 
 
+@functools.cache
 def get_aggregate_cells():
     return [cell_files(c.run_id) for c in STUDY.cells]
 
@@ -231,6 +243,14 @@ def model_resource(job, key):
     if len(values) == 1:
         return values.pop()
     return lambda w: STUDY.resources(w.model, job)[key]
+
+
+def gpu_model_resource(job):
+    """{"gpu_model": ...} when some model names one (sbatch --gpus=MODEL:N), else nothing:
+    every resource costs Snakemake a function call per job, even an empty one."""
+    if not any(STUDY.resources(m, job)["gpu_model"] for m in STUDY.models):
+        return {}
+    return {"gpu_model": model_resource(job, "gpu_model")}
 
 
 def model_resource_x_attempt(job, key, factor=1):

@@ -5,8 +5,9 @@ rule evaluate:
     input:
         model=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model",
         run=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/run.json",
-        tests=lambda w: list(get_test_files().values()),
-        benchmarks=get_benchmark_inputs,
+        # constants, not functions: Snakemake calls a function once per job (1,000-cell dry run)
+        tests=list(get_test_files().values()),
+        benchmarks=get_benchmark_inputs(None),
     # protected: a rerun refuses to replace raw evaluation outputs (to re-evaluate a cell on
     # purpose, delete its eval/ folder first); every evaluation is also hard-linked into
     # results/archive/<run id>/, which nothing deletes (protected() cannot stop root)
@@ -18,7 +19,7 @@ rule evaluate:
         test_files=get_test_files(),
         benchmark_dirs=get_benchmark_dirs(),
         evaluation=CFG["evaluation"],
-        archive=lambda w: f"{RESULTS}/archive/{run_id(w)}/eval",
+        archive=f"{RESULTS}/archive/{{model}}/{{stage}}/{{cell}}/eval",
     threads: THREADS
     log:
         f"{LOGS}/evaluate/{{model}}/{{stage}}/{{cell}}.log",
@@ -28,8 +29,8 @@ rule evaluate:
         mem_mb=model_resource_x_attempt("evaluate", "mem_mb"),
         runtime=model_resource_x_attempt("evaluate", "runtime"),
         gpu=1,
-        gpu_model=model_resource("evaluate", "gpu_model"),
         cpus_per_gpu=model_resource("evaluate", "cpus_per_gpu"),
+        **gpu_model_resource("evaluate"),
     conda:
         "../envs/eval.yaml"
     script:

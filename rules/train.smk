@@ -4,9 +4,9 @@
 
 rule train:
     input:
-        unpack(get_stage_data),
-        base=get_base_model_input,
-        prefetch=get_prefetch_input,
+        unpack(get_train_base_inputs),
+        data=f"{RESULTS}/data/{{stage}}_train.jsonl",
+        source=f"{RESULTS}/data/{{stage}}_train.source.json",
     output:
         model=trained_model_output(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model"),
         run=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/run.json",
@@ -14,8 +14,7 @@ rule train:
     wildcard_constraints:
         stage=unpacked_stages(),
     params:
-        spec=lambda w: STUDY.training_spec(get_cell(w)),
-        base_model=get_base_model_ref,
+        job=get_train_params,
     threads: THREADS
     log:
         f"{LOGS}/train/{{model}}/{{stage}}/{{cell}}.log",
@@ -27,8 +26,8 @@ rule train:
         mem_mb=model_resource_x_attempt("train", "mem_mb"),
         runtime=model_resource_x_attempt("train", "runtime"),
         gpu=train_gpus(),
-        gpu_model=model_resource("train", "gpu_model"),
         cpus_per_gpu=model_resource("train", "cpus_per_gpu"),
+        **gpu_model_resource("train"),
     conda:
         "../envs/train.yaml"
     script:
@@ -68,8 +67,8 @@ for _stage in STUDY.packed_stages():
                 mem_mb=model_resource_x_attempt("train", "mem_mb", factor=len(_slots)),
                 runtime=model_resource_x_attempt("train", "runtime"),
                 gpu=1,
-                gpu_model=model_resource("train", "gpu_model"),
                 cpus_per_gpu=lambda w, k=len(_slots): STUDY.resources(w.model, "train")["cpus_per_gpu"] * k,
+                **gpu_model_resource("train"),
             conda:
                 "../envs/train.yaml"
             script:

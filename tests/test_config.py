@@ -221,3 +221,7 @@ def test_orchestration_benchmark_grids_are_valid_studies():
     spec.loader.exec_module(bench)
     for n in (10, 100, 1000):
         assert len(load_study(bench.grid_config(n)).cells) == n
+        # the floor it is compared with has the same number of cells
+        cells = {}
+        exec(bench.bare_snakefile(n).split("rule all")[0], cells)
+        assert len(set(cells["CELLS"])) == n

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 from .numbers import canonical, fmt_num, parse_num
 
@@ -50,7 +51,7 @@ class Cell:
     def ratio(self) -> float:
         return canonical(self.learning_rate / self.batch_size)
 
-    @property
+    @cached_property  # asked for once per rule per job when Snakemake builds the DAG
     def run_id(self) -> str:
         return run_id(self)
 
