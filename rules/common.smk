@@ -133,11 +133,6 @@ def get_train_base_inputs(wildcards):
     return {"base": get_base_model_input(wildcards), "prefetch": get_prefetch_input(wildcards)}
 
 
-def get_train_params(wildcards):
-    """The cell's training spec and the model it starts from (workflow_scripts/entry/train.py)."""
-    return {"spec": STUDY.training_spec(get_cell(wildcards)), "base_model": get_base_model_ref(wildcards)}
-
-
 def get_prefetch_input(wildcards):
     """The login node's record of a hub base model (SFT cells of hub models only)."""
     if get_parent(wildcards) or wildcards.model not in STUDY.locally_made("hub"):

@@ -13,8 +13,11 @@ rule train:
         history=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/log_history.json",
     wildcard_constraints:
         stage=unpacked_stages(),
+    # two params, as before: Snakemake reruns a job whose recorded params differ, so their
+    # shape stays what already-trained cells recorded
     params:
-        job=get_train_params,
+        spec=lambda w: STUDY.training_spec(get_cell(w)),
+        base_model=get_base_model_ref,
     threads: THREADS
     log:
         f"{LOGS}/train/{{model}}/{{stage}}/{{cell}}.log",

@@ -214,6 +214,15 @@ def test_packing_and_multi_gpu_cells_exclude_each_other():
         load_study(cfg)
 
 
+def test_checkpointing_in_a_recipe_is_true_or_false():
+    cfg = small_study()
+    cfg["stages"]["sft"]["recipe"]["activation_checkpointing"] = "auto"
+    with pytest.raises(ConfigError, match=r"stages\.sft\.recipe\.activation_checkpointing: 'auto' is not true or false"):
+        load_study(cfg)
+    cfg["stages"]["sft"]["recipe"]["activation_checkpointing"] = True
+    assert load_study(cfg).training_spec(load_study(cfg).cells[0])["recipe"]["activation_checkpointing"] is True
+
+
 def test_orchestration_benchmark_grids_are_valid_studies():
     import importlib.util
     spec = importlib.util.spec_from_file_location("orchestration", REPO / "benchmarks" / "orchestration.py")

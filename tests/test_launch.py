@@ -48,9 +48,12 @@ def test_a_pack_trains_its_cells_at_the_same_time_each_with_its_own_outputs(base
     spans = [(dt.datetime.fromisoformat(r["started"]), dt.datetime.fromisoformat(r["finished"])) for r in runs]
     assert max(s for s, _ in spans) < min(e for _, e in spans)  # overlapping, not one after the other
     assert [r["examples_seen"] for r in runs] == [48, 48] and [r["optimizer_steps"] for r in runs] == [12, 6]
-    for c in study.cells:
+    for i, c in enumerate(study.cells):
         assert (tmp_path / c.name / "model/model.safetensors").exists()
         assert "[train] done" in (tmp_path / f"{c.name}.log").read_text()
+        # the launcher planned each cell's memory once; the cell trained with that plan
+        planned = json.loads((tmp_path / ".pack" / f"cell{i}.json").read_text())["memory"]
+        assert planned == runs[i]["activation_checkpointing"] == {"enabled": False, "reason": "no GPU"}
 
 
 def test_a_failing_cell_fails_the_pack_after_the_others_finish(base, tmp_path):
@@ -73,30 +76,53 @@ def test_memory_estimate_scales_with_model_batch_and_dpo():
     assert estimated_gpu_bytes({**spec, "stage_kind": "dpo"}, shape) > one
 
 
+SMOLLM2_1_7B = {"params": 1_711_376_384, "hidden": 2048, "layers": 24, "vocab": 49152}
+
+
 def test_activation_checkpointing_only_when_memory_needs_it():
     gib = 2**30
-    shape = {"params": 1_711_376_384, "hidden": 2048, "layers": 24, "vocab": 49152}  # SmolLM2-1.7B
     spec = {"per_device_train_batch_size": 8, "recipe": {"max_length": 2048}, "stage_kind": "sft"}
-    without = estimated_gpu_bytes(spec, shape)
-    with_ckpt = estimated_gpu_bytes(spec, shape, checkpointing=True)
+    without = estimated_gpu_bytes(spec, SMOLLM2_1_7B)
+    with_ckpt = estimated_gpu_bytes(spec, SMOLLM2_1_7B, checkpointing=True)
     assert 50 * gib < without < 65 * gib  # 27 GB of fp32 weights + grads + Adam, 27 GB of activations
     assert with_ckpt < without - 20 * gib
-    h200 = choose_checkpointing(spec, shape, 139 * gib)  # alone on an H200: fits, recompute nothing
+    h200 = choose_checkpointing(spec, SMOLLM2_1_7B, 139 * gib)  # alone on an H200: fits, recompute nothing
     assert h200["enabled"] is False and h200["reason"] == "fits without activation checkpointing"
-    a100 = choose_checkpointing(spec, shape, 40 * gib)  # on a 40 GB GPU it fits only with checkpointing
-    assert a100["enabled"] is True and "may not fit" not in a100["reason"]
-    assert a100["estimate_gib"] == round(with_ckpt / gib, 2)
-    pack = choose_checkpointing(spec, shape, 139 * gib // 4)  # a quarter of an H200 (4 cells per GPU)
-    assert pack["enabled"] is True
-    small = choose_checkpointing(spec, shape, 16 * gib)  # too small either way: says what to lower
+    l40 = choose_checkpointing(spec, SMOLLM2_1_7B, 48 * gib)  # on a 48 GB GPU it fits only with checkpointing
+    assert l40["enabled"] is True and "may not fit" not in l40["reason"]
+    assert l40["estimate_gib"] == round(with_ckpt / gib, 2)
+    small = choose_checkpointing(spec, SMOLLM2_1_7B, 16 * gib)  # too small either way: says what to lower
     assert small["enabled"] is True and "lower micro_batch_size" in small["reason"]
 
 
-def test_the_recipe_decides_checkpointing_when_it_says_so():
-    from workflow_scripts.train import memory_plan
+def test_a_pack_plans_its_memory_once_for_each_cells_share(tmp_path, monkeypatch):
+    import workflow_scripts.launch as launch
 
-    gpu = {"use_cpu": False}  # the recipe is read before any GPU is asked
-    assert memory_plan({"recipe": {"gradient_checkpointing": True}}, "unused", gpu) == {
+    monkeypatch.setattr(launch, "free_gpu_bytes", lambda: 139 * 2**30)  # an empty H200
+    monkeypatch.setattr(launch, "model_shape", lambda model_dir: SMOLLM2_1_7B)
+    spec = {"per_device_train_batch_size": 8, "recipe": {"max_length": 2048}, "stage_kind": "sft",
+            "model_id": "HuggingFaceTB/SmolLM2-1.7B-Instruct"}
+
+    def pack(k):
+        return [cell_job(spec, tmp_path / "sft-parent", "train.jsonl", tmp_path / str(i)) for i in range(k)]
+
+    two, three, four = pack(2), pack(3), pack(4)
+    assert "2 cell(s) need ~114" in launch.plan_memory(two)  # half an H200 each: no checkpointing
+    assert [j["memory"]["enabled"] for j in two] == [False, False]
+    assert "checkpointing 3 of 3" in launch.plan_memory(three)  # a third each: only with it
+    assert {j["memory"]["budget_gib"] for j in three} == {round(139 / 3, 2)}
+    with pytest.raises(RuntimeError, match=r"cells_per_gpu \(now 4\)"):  # a quarter: not even with it
+        launch.plan_memory(four)
+    forced = [cell_job({**spec, "recipe": {"max_length": 2048, "activation_checkpointing": True}},
+                       tmp_path / "sft-parent", "train.jsonl", tmp_path / "x")]
+    launch.plan_memory(forced)
+    assert forced[0]["memory"] == {"enabled": True, "reason": "recipe.activation_checkpointing"}
+
+
+def test_without_a_gpu_the_recipe_still_decides():
+    from workflow_scripts.launch import memory_plan
+
+    assert memory_plan({"recipe": {"gradient_checkpointing": True}}, "unused", None) == {
         "enabled": True, "reason": "recipe.gradient_checkpointing"}
-    assert memory_plan({"recipe": {"activation_checkpointing": False}}, "unused", gpu)["enabled"] is False
-    assert memory_plan({"recipe": {}}, "unused", {"use_cpu": True}) == {"enabled": False, "reason": "no GPU"}
+    assert memory_plan({"recipe": {"activation_checkpointing": False}}, "unused", 10**12)["enabled"] is False
+    assert memory_plan({"recipe": {}}, "unused", None) == {"enabled": False, "reason": "no GPU"}

@@ -299,6 +299,12 @@ def _semantic_checks(cfg: dict, base_dir: Path) -> None:
                 owner = owner.format(where=where)
                 raise ConfigError(f"config error at {where}.recipe.{key}: this is set per cell by {owner}; "
                                   "remove it from the recipe.")
+        for key in ("activation_checkpointing", "gradient_checkpointing"):
+            value = stage.get("recipe", {}).get(key)
+            if key in stage.get("recipe", {}) and not isinstance(value, bool):
+                raise ConfigError(f"config error at {where}.recipe.{key}: {value!r} is not true or false. "
+                                  "Set true or false to force it, or leave the key out: the pipeline then "
+                                  "turns it on only when a cell would not fit in GPU memory.")
         ds = stage["dataset"]
         if ds["source"] == "hub" and not ds.get("id"):
             example = "allenai/tulu-3-sft-mixture" if kind == "sft" else "allenai/llama-3.1-tulu-3-8b-preference-mixture"

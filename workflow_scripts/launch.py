@@ -62,18 +62,18 @@ def model_shape(base_model: str) -> dict:
 
 
 def estimated_gpu_bytes(spec: dict, shape: dict, checkpointing: bool = False) -> int:
-    """A conservative estimate of one cell's GPU memory: weights, gradients and AdamW's two
-    moments at 4 bytes each, a DPO reference copy, activations (~34 bytes x tokens x hidden
-    per layer at 16 bit: Korthikanti et al. 2022, flash attention; with activation
-    checkpointing only each layer's 2-byte input plus one layer's full set) and fp32 logits
-    with their gradient (8 bytes x tokens x vocabulary)."""
+    """An estimate of one cell's GPU memory: weights, gradients and AdamW's two moments at 4
+    bytes each, a DPO reference copy, activations (~34 bytes x tokens x hidden per layer at
+    16 bit: Korthikanti et al. 2022, flash attention; with activation checkpointing only each
+    layer's input, fp32 under autocast, plus one layer's full set) and fp32 logits with their
+    gradient (8 bytes x tokens x vocabulary; TRL's chunked LM head needs less)."""
     dpo = spec.get("stage_kind") == "dpo"
     n = shape["params"]
     state = 16 * n + (4 * n if dpo else 0)
     tokens = int(spec["per_device_train_batch_size"]) * int(spec.get("recipe", {}).get("max_length") or 1024)
     tokens *= 2 if dpo else 1  # chosen and rejected
     per_layer = 34 * tokens * shape["hidden"]
-    activations = (2 * tokens * shape["hidden"] * shape["layers"] + per_layer if checkpointing
+    activations = (4 * tokens * shape["hidden"] * shape["layers"] + per_layer if checkpointing
                    else per_layer * shape["layers"])
     return int(state + activations + 8 * tokens * shape["vocab"])
 
@@ -96,15 +96,45 @@ def choose_checkpointing(spec: dict, shape: dict, budget_bytes: int) -> dict:
             "budget_gib": round(budget_bytes / gib, 2), "reason": reason}
 
 
-def check_pack_memory(jobs: list[dict]) -> str:
-    """Fail before any cell starts if the pack cannot fit on the GPU; say what was checked."""
+def memory_plan(spec: dict, model_dir: str, budget_bytes: int | None) -> dict:
+    """Whether a cell checkpoints activations: the recipe's true/false when it sets one, else
+    only when the cell would not fit in ``budget_bytes`` without it (None: no GPU)."""
+    recipe = spec.get("recipe", {})
+    for key in ("activation_checkpointing", "gradient_checkpointing"):
+        if key in recipe:  # a bool: the config check refuses anything else
+            return {"enabled": bool(recipe[key]), "reason": f"recipe.{key}"}
+    if budget_bytes is None:
+        return {"enabled": False, "reason": "no GPU"}
+    return choose_checkpointing(spec, model_shape(model_dir), budget_bytes)
+
+
+def free_gpu_bytes() -> int | None:
+    """Free memory of this process's GPU (None without one)."""
     import torch
 
     if not torch.cuda.is_available():
-        return "no GPU: pack memory check skipped"
-    free, total = torch.cuda.mem_get_info()
-    need = sum(estimated_gpu_bytes(j["spec"], model_shape(j["base_model"])) for j in jobs)
-    msg = f"pack of {len(jobs)} cells needs ~{need / 2**30:.1f} GiB (estimate); GPU has {free / 2**30:.1f} GiB free"
+        return None
+    return torch.cuda.mem_get_info(torch.cuda.current_device())[0]
+
+
+def plan_memory(jobs: list[dict]) -> str:
+    """Before any cell starts, once for all of them: each cell's activation checkpointing for
+    its share of the GPU's free memory (``job["memory"]``), then fail if the cells cannot fit
+    even so. The cells of a pack share one GPU; a multi-GPU cell (one job) has one per process."""
+    from .train import resolve_base_model
+
+    free = free_gpu_bytes()
+    share = None if free is None else free // len(jobs)
+    need = 0
+    for job in jobs:
+        model_dir, _ = resolve_base_model(job["base_model"], job["spec"], job.get("prefetched"))
+        job["memory"] = memory_plan(job["spec"], model_dir, share)
+        if free is not None:
+            need += estimated_gpu_bytes(job["spec"], model_shape(model_dir), checkpointing=job["memory"]["enabled"])
+    if free is None:
+        return "no GPU: memory plan and check skipped"
+    msg = (f"{len(jobs)} cell(s) need ~{need / 2**30:.1f} GiB (estimate, activation checkpointing "
+           f"{sum(j['memory']['enabled'] for j in jobs)} of {len(jobs)}); GPU has {free / 2**30:.1f} GiB free")
     if need > 0.95 * free:
         raise RuntimeError(f"{msg}. Lower stages.<stage>.cells_per_gpu (now {len(jobs)}) or "
                            "micro_batch_size, or use a larger GPU.")
@@ -131,12 +161,11 @@ def run_cells(jobs: list[dict], work_dir: str | Path) -> None:
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     cpu = not torch.cuda.is_available()
-    if len(jobs) > 1:
-        print(f"[pack] {check_pack_memory(jobs)}", flush=True)
+    print(f"[pack] {plan_memory(jobs)}", flush=True)
     procs = []
     for i, job in enumerate(jobs):
         job_file = work_dir / f"cell{i}.json"
-        job_file.write_text(json.dumps({**job, "gpu_share": len(jobs)}))  # cells sharing the GPU
+        job_file.write_text(json.dumps(job))
         log = open(job["log"], "w") if job.get("log") else None
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         cmd = command(job_file, int(job["spec"].get("gpus", 1)), cpu)
@@ -178,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     train_cell(job["spec"], job["base_model"], job["train_file"], job["out_dir"], threads=job["threads"],
                data_source=job["data_source"], prefetched=job["prefetched"],
-               gpu_share=job.get("gpu_share", 1))  # one process of a cell
+               memory=job.get("memory"))  # one process of a cell: the launcher planned its memory
     print(f"[launch] {job['spec']['run_id']} finished in {time.time() - t0:.1f}s", flush=True)
     return 0
 

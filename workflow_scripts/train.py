@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from .io import atomic_write_json
+from .launch import free_gpu_bytes, memory_plan
 from .provenance import git_commit, package_versions, sha256_file
 
 
@@ -212,34 +213,18 @@ def make_trainer(kind: str, model, tokenizer, rows: list[dict], kwargs: dict, ca
     raise ValueError(f"unknown stage kind {kind!r}")
 
 
-def memory_plan(spec: dict, model_dir: str, precision: dict, gpu_share: int = 1) -> dict:
-    """Whether to checkpoint activations: the recipe's choice when it makes one, else only
-    when the cell would not fit in its share of the GPU's free memory without it."""
-    recipe = spec["recipe"]
-    for key in ("activation_checkpointing", "gradient_checkpointing"):
-        if key in recipe:
-            return {"enabled": bool(recipe[key]), "reason": f"recipe.{key}"}
-    if precision["use_cpu"]:
-        return {"enabled": False, "reason": "no GPU"}
-    import torch
-
-    from .launch import choose_checkpointing, model_shape
-
-    free, _ = torch.cuda.mem_get_info()
-    return choose_checkpointing(spec, model_shape(model_dir), free // max(1, gpu_share))
-
-
 def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path, *, threads: int = 1,
                data_source: str | Path | None = None, prefetched: str | Path | None = None,
-               gpu_share: int = 1) -> dict:
+               memory: dict | None = None) -> dict:
     """Train ``base_model`` on ``train_file`` with the cell's settings.
 
     ``train_file`` is JSONL of chat ``messages`` (SFT) or ``prompt``/``chosen``/``rejected``
     conversations (DPO, whose ``base_model`` is the parent SFT cell's model).
     ``data_source`` is the JSON record of where that file came from (dataset id, revision,
     fingerprint); it is copied into ``run.json``. ``prefetched`` is the login node's record of
-    a hub base model (the commit to load from the cache). ``gpu_share`` is the number of
-    cells training on the same GPU (a pack): each plans its memory for its share.
+    a hub base model (the commit to load from the cache). ``memory`` is the launcher's plan
+    for a cell that shares a GPU or spans several (``launch.plan_memory``); without it the
+    cell plans for the free memory of its own GPU.
 
     Writes ``out_dir/model`` (model + tokenizer), ``out_dir/log_history.json`` and
     ``out_dir/run.json``; returns the run record.
@@ -263,7 +248,8 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     model = AutoModelForCausalLM.from_pretrained(load_from, dtype=torch.float32, attn_implementation=attention)
     rows = read_jsonl(train_file)
     kwargs = sft_config_kwargs(spec, str(out_dir / "trainer"), precision)
-    memory = memory_plan(spec, load_from, precision, gpu_share)
+    if memory is None:
+        memory = memory_plan(spec, load_from, None if precision["use_cpu"] else free_gpu_bytes())
     kwargs["activation_checkpointing"] = memory["enabled"]
     print(f"[train] activation checkpointing {'on' if memory['enabled'] else 'off'}: {memory['reason']}"
           + (f" (~{memory['estimate_gib']} GiB of {memory['budget_gib']} GiB)" if "budget_gib" in memory else ""),
