@@ -119,6 +119,22 @@ def test_a_pack_plans_its_memory_once_for_each_cells_share(tmp_path, monkeypatch
     assert forced[0]["memory"] == {"enabled": True, "reason": "recipe.activation_checkpointing"}
 
 
+def test_a_cell_trains_with_the_memory_plan_its_launcher_made(base, tmp_path, monkeypatch):
+    import workflow_scripts.launch as launch
+    import workflow_scripts.train as train
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cell planned its memory again instead of using the launcher's plan")
+
+    monkeypatch.setattr(train, "memory_plan", refuse)
+    study = load_study(small_study(ratios=(1e-3,), train_examples=16))
+    job = cell_job(study.training_spec(study.cells[0]), base / "base", base / "sft.jsonl", tmp_path / "run")
+    job["memory"] = {"enabled": False, "reason": "planned by the launcher"}
+    (tmp_path / "cell.json").write_text(json.dumps(job))
+    assert launch.main([str(tmp_path / "cell.json")]) == 0  # what each process of a pack or DDP cell runs
+    assert json.loads((tmp_path / "run/run.json").read_text())["activation_checkpointing"] == job["memory"]
+
+
 def test_without_a_gpu_the_recipe_still_decides():
     from workflow_scripts.launch import memory_plan
 

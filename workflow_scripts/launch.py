@@ -10,6 +10,7 @@ that ``python -m workflow_scripts.launch JOB.json`` trains.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -48,6 +49,7 @@ def command(job_file: Path, gpus: int, cpu: bool) -> list[str]:
             "--num_machines", "1", "--main_process_port", port, "-m", "workflow_scripts.launch", str(job_file)]
 
 
+@functools.lru_cache(maxsize=16)  # the cells of a pack share their base model
 def model_shape(base_model: str) -> dict:
     """Parameters, hidden size and layers of a model folder (built on the meta device: no
     weights are read)."""
@@ -96,7 +98,7 @@ def choose_checkpointing(spec: dict, shape: dict, budget_bytes: int) -> dict:
             "budget_gib": round(budget_bytes / gib, 2), "reason": reason}
 
 
-def memory_plan(spec: dict, model_dir: str, budget_bytes: int | None) -> dict:
+def memory_plan(spec: dict, model_dir: str | None, budget_bytes: int | None) -> dict:
     """Whether a cell checkpoints activations: the recipe's true/false when it sets one, else
     only when the cell would not fit in ``budget_bytes`` without it (None: no GPU)."""
     recipe = spec.get("recipe", {})
@@ -109,12 +111,20 @@ def memory_plan(spec: dict, model_dir: str, budget_bytes: int | None) -> dict:
 
 
 def free_gpu_bytes() -> int | None:
-    """Free memory of this process's GPU (None without one)."""
+    """Free memory of the first GPU this process sees (None without one). Asked of
+    ``nvidia-smi`` when it is there, so that a launcher that only plans does not hold a CUDA
+    context (about 0.5 GiB) on the GPU its cells train on."""
     import torch
 
     if not torch.cuda.is_available():
         return None
-    return torch.cuda.mem_get_info(torch.cuda.current_device())[0]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits",
+                              "-i", visible], capture_output=True, text=True, timeout=30, check=True)
+        return int(out.stdout.split()[0]) * 2**20  # MiB
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return torch.cuda.mem_get_info(torch.cuda.current_device())[0]
 
 
 def plan_memory(jobs: list[dict]) -> str:
@@ -124,15 +134,15 @@ def plan_memory(jobs: list[dict]) -> str:
     from .train import resolve_base_model
 
     free = free_gpu_bytes()
-    share = None if free is None else free // len(jobs)
-    need = 0
+    if free is None:
+        for job in jobs:
+            job["memory"] = memory_plan(job["spec"], None, None)
+        return "no GPU: memory plan and check skipped"
+    share, need = free // len(jobs), 0
     for job in jobs:
         model_dir, _ = resolve_base_model(job["base_model"], job["spec"], job.get("prefetched"))
         job["memory"] = memory_plan(job["spec"], model_dir, share)
-        if free is not None:
-            need += estimated_gpu_bytes(job["spec"], model_shape(model_dir), checkpointing=job["memory"]["enabled"])
-    if free is None:
-        return "no GPU: memory plan and check skipped"
+        need += estimated_gpu_bytes(job["spec"], model_shape(model_dir), checkpointing=job["memory"]["enabled"])
     msg = (f"{len(jobs)} cell(s) need ~{need / 2**30:.1f} GiB (estimate, activation checkpointing "
            f"{sum(j['memory']['enabled'] for j in jobs)} of {len(jobs)}); GPU has {free / 2**30:.1f} GiB free")
     if need > 0.95 * free:
