@@ -16,6 +16,7 @@ import jsonschema
 import yaml
 
 from .grid import Cell, expand_grid, make_cell, stage_kind
+from .launch import CHECKPOINTING_KEYS
 from .numbers import canonical, coerce_scientific
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
@@ -299,7 +300,7 @@ def _semantic_checks(cfg: dict, base_dir: Path) -> None:
                 owner = owner.format(where=where)
                 raise ConfigError(f"config error at {where}.recipe.{key}: this is set per cell by {owner}; "
                                   "remove it from the recipe.")
-        for key in ("activation_checkpointing", "gradient_checkpointing"):
+        for key in CHECKPOINTING_KEYS:
             value = stage.get("recipe", {}).get(key)
             if key in stage.get("recipe", {}) and not isinstance(value, bool):
                 raise ConfigError(f"config error at {where}.recipe.{key}: {value!r} is not true or false. "

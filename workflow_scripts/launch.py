@@ -98,11 +98,16 @@ def choose_checkpointing(spec: dict, shape: dict, budget_bytes: int) -> dict:
             "budget_gib": round(budget_bytes / gib, 2), "reason": reason}
 
 
+# The recipe keys that force activation checkpointing (transformers 5's name, and the old one)
+CHECKPOINTING_KEYS = ("activation_checkpointing", "gradient_checkpointing")
+
+
 def memory_plan(spec: dict, model_dir: str | None, budget_bytes: int | None) -> dict:
     """Whether a cell checkpoints activations: the recipe's true/false when it sets one, else
-    only when the cell would not fit in ``budget_bytes`` without it (None: no GPU)."""
+    only when the cell would not fit in ``budget_bytes`` without it (None: no GPU). The one
+    place that decides: train_cell passes the result to TRL."""
     recipe = spec.get("recipe", {})
-    for key in ("activation_checkpointing", "gradient_checkpointing"):
+    for key in CHECKPOINTING_KEYS:
         if key in recipe:  # a bool: the config check refuses anything else
             return {"enabled": bool(recipe[key]), "reason": f"recipe.{key}"}
     if budget_bytes is None:

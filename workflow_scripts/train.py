@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from .io import atomic_write_json
-from .launch import free_gpu_bytes, memory_plan
+from .launch import CHECKPOINTING_KEYS, free_gpu_bytes, memory_plan
 from .provenance import git_commit, package_versions, sha256_file
 
 
@@ -141,8 +141,8 @@ def last_checkpoint(trainer_dir: Path) -> Path | None:
 def sft_config_kwargs(spec: dict, output_dir: str, precision: dict) -> dict:
     """Keyword arguments for trl.SFTConfig / DPOConfig: recipe first, then what the cell fixes."""
     kw = {
-        # TRL turns checkpointing on by default (5x slower on a small model): only when memory
-        # needs it. transformers 5 renamed it; the old name in a recipe still works.
+        # TRL turns checkpointing on by default (5x slower on a small model); train_cell sets
+        # it from launch.memory_plan, which also reads the recipe's value
         "activation_checkpointing": False,
         "report_to": "none",
         "save_strategy": "no",
@@ -155,8 +155,8 @@ def sft_config_kwargs(spec: dict, output_dir: str, precision: dict) -> dict:
         kw["optim"] = "adamw_torch_fused"  # one fused kernel per step on a GPU (recipe may override)
     recipe = dict(spec["recipe"])
     recipe.pop("attn_implementation", None)  # a model-loading option (train_cell), not a TRL argument
-    if "gradient_checkpointing" in recipe and "activation_checkpointing" not in recipe:
-        recipe["activation_checkpointing"] = recipe.pop("gradient_checkpointing")
+    for key in CHECKPOINTING_KEYS:  # decided by launch.memory_plan
+        recipe.pop(key, None)
     kw.update(recipe)
     kw.update({
         "output_dir": output_dir,
