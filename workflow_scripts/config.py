@@ -18,6 +18,7 @@ import yaml
 from .grid import Cell, expand_grid, make_cell, stage_kind
 from .launch import CHECKPOINTING_KEYS
 from .numbers import canonical, coerce_scientific
+from .recipes import RecipeError, check_recipe
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
 
@@ -306,6 +307,10 @@ def _semantic_checks(cfg: dict, base_dir: Path) -> None:
                 raise ConfigError(f"config error at {where}.recipe.{key}: {value!r} is not true or false. "
                                   "Set true or false to force it, or leave the key out: the pipeline then "
                                   "turns it on only when a cell would not fit in GPU memory.")
+        try:  # every key a TRL argument, the values and combinations TRL accepts (once per stage)
+            check_recipe(stage_name, stage)
+        except RecipeError as e:
+            raise ConfigError(str(e)) from None
         ds = stage["dataset"]
         if ds["source"] == "hub" and not ds.get("id"):
             example = "allenai/tulu-3-sft-mixture" if kind == "sft" else "allenai/llama-3.1-tulu-3-8b-preference-mixture"
