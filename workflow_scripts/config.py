@@ -15,6 +15,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from . import chat_template
 from .grid import Cell, expand_grid, make_cell, stage_kind
 from .launch import CHECKPOINTING_KEYS
 from .numbers import canonical, coerce_scientific
@@ -208,6 +209,11 @@ class Study:
             "divergence": stage["divergence"],
             "checkpoint": stage.get("checkpoint"),
         }
+        # only a model that names a template has the key: the spec of every cell trained
+        # before chat_template existed stays what it recorded (no retraining)
+        template = chat_template.spec_entry(model, self.base_dir)
+        if template is not None:
+            spec["chat_template"] = template
         if stage.get("train_examples"):
             spec["max_steps"] = math.ceil(stage["train_examples"] / cell.batch_size)
         elif stage.get("train_steps"):
@@ -257,6 +263,19 @@ def _semantic_checks(cfg: dict, base_dir: Path) -> None:
             raise ConfigError(
                 f"config error at models[{i}].id: local model directory {mid!r} does not exist. "
                 "Fix the path, or give a hub id such as HuggingFaceTB/SmolLM2-135M.")
+        try:
+            chat_template.resolve(m, base_dir, key=f"models[{i}].chat_template")
+        except chat_template.ChatTemplateError as e:
+            raise ConfigError(str(e)) from None
+        if mid and chat_template.choice_of(m) == chat_template.TOKENIZER \
+                and chat_template.known_to_lack_template(str(base_dir / mid) if is_local_path(mid) else mid,
+                                                         m.get("revision")):
+            raise ConfigError(f"config error at models[{i}].chat_template: the tokenizer of {mid!r} has no chat "
+                              "template (a base model). Set chat_template: chatml for SmolLM2-style models, or a "
+                              "Jinja file.")
+        if "build" in m and chat_template.choice_of(m) != chat_template.TOKENIZER:
+            raise ConfigError(f"config error at models[{i}].chat_template: a built tiny model has its own "
+                              "word-level template and tokens; remove chat_template.")
 
     for stage_name, stage in cfg["stages"].items():
         where = f"stages.{stage_name}"

@@ -17,6 +17,7 @@ import socket
 import time
 from pathlib import Path
 
+from . import chat_template
 from .io import atomic_write_json
 from .launch import CHECKPOINTING_KEYS, free_gpu_bytes, memory_plan
 from .provenance import git_commit, package_versions, sha256_file
@@ -51,11 +52,33 @@ def job_environment() -> dict:
 
 
 def as_prompt_completion(row: dict) -> dict:
-    """A chat row -> conversational prompt/completion (the last assistant turn is the completion)."""
+    """A single-answer chat row -> conversational prompt/completion (the assistant turn is the
+    completion). A row with several assistant turns is refused: as a prompt/completion pair all
+    but its last answer would go unscored, where open-instruct trains every assistant turn."""
     messages = row["messages"]
     if messages[-1]["role"] != "assistant":
         raise ValueError("the last message of a training row must be the assistant's")
+    if sum(m["role"] == "assistant" for m in messages) > 1:
+        raise ValueError(
+            "a training row has several assistant turns, and this chat template has no {% generation %} "
+            "markers, so only the last one could be trained. Set models[].chat_template: chatml (or a Jinja "
+            "template with generation markers) so that assistant_only_loss trains every assistant turn.")
     return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
+def check_parent(base_model: str | Path, spec: dict) -> None:
+    """A DPO cell trains only on top of a parent SFT cell that finished: a diverged parent's
+    weights are saved too, and a DPO grid on them would look like a result."""
+    parent = spec.get("parent_run_id")
+    if not parent:
+        return
+    run_json = Path(base_model).parent / "run.json"
+    status = json.loads(run_json.read_text()).get("status", "ok") if run_json.exists() else "missing"
+    if status != "ok":
+        raise RuntimeError(
+            f"DPO cell {spec['run_id']} refuses its parent SFT cell {parent}: the parent's run.json status is "
+            f"{status!r} ({run_json}), not 'ok'. Name a parent cell that trained to the end in "
+            f"stages.{spec['stage']}.parent.")
 
 
 def progress_callback():
@@ -241,11 +264,18 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     out_dir = Path(out_dir)
     precision = choose_precision()
     kind = spec.get("stage_kind", "sft")
+    check_parent(base_model, spec)
     load_from, hub_model = resolve_base_model(base_model, spec, prefetched)
     tokenizer = AutoTokenizer.from_pretrained(load_from)
     attention = spec["recipe"].get("attn_implementation") or attention_implementation(precision)
     # fp32 master weights; bf16 only as autocast (choose_precision)
     model = AutoModelForCausalLM.from_pretrained(load_from, dtype=torch.float32, attn_implementation=attention)
+    # the template the cell trains with, saved with its tokenizer (so evaluation uses it too),
+    # and the end of a turn as EOS of tokenizer and generation config
+    template = chat_template.apply(tokenizer, model, chat_template.from_spec(spec.get("chat_template")),
+                                   key=f"models[].chat_template (model {spec.get('model')!r})")
+    print(f"[train] chat template {template['chat_template']} (sha256 {template['sha256'][:12]}), "
+          f"EOS {template['eos_token']!r}", flush=True)
     rows = read_jsonl(train_file)
     kwargs = sft_config_kwargs(spec, str(out_dir / "trainer"), precision)
     if memory is None:
@@ -294,6 +324,7 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     os.replace(partial, model_dir)
     history = trainer.state.log_history
     atomic_write_json(out_dir / "log_history.json", history)
+    trl_config = {"class": type(args).__name__, **json.loads(args.to_json_string())}
     losses = [h["loss"] if math.isfinite(h["loss"]) else str(h["loss"]) for h in history if "loss" in h]
     record = {
         "run_id": spec["run_id"],
@@ -322,8 +353,11 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
         "final_loss": losses[-1] if losses else None,
         "started": started.isoformat(),
         "finished": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "sft_config": {k: v for k, v in json.loads(args.to_json_string()).items()
-                       if k in sft_config_kwargs(spec, "", precision)},
+        "chat_template": template,
+        # the keys the pipeline set, and every field of the TRL config as it was resolved
+        # (gradient clipping, Adam betas and epsilon, loss settings, ...): what was trained
+        "sft_config": {k: v for k, v in trl_config.items() if k in sft_config_kwargs(spec, "", precision)},
+        "trl_config": trl_config,
         "environment": job_environment(),
         "versions": package_versions(),
         "git": git_commit(),

