@@ -17,6 +17,8 @@ from .io import atomic_path
 from .lmeval_tasks import task_specs
 from .provenance import git_commit, package_versions
 
+SEED = 1234  # lm-eval's random, numpy, torch and few-shot seeds (prompt_fit builds the same shots)
+
 
 def lm_eval_device() -> tuple[str, str]:
     import torch
@@ -28,7 +30,7 @@ def lm_eval_device() -> tuple[str, str]:
 
 def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_json: str | Path,
                   samples_dir: str | Path, *, batch_size=64, limit=None, apply_chat_template=True,
-                  max_length=None, threads: int = 1, seed: int = 1234, run_json=None,
+                  max_length=None, threads: int = 1, seed: int = SEED, run_json=None,
                   archive_dir=None, benchmark_dirs: dict[str, str] | None = None, backend: str = "hf",
                   max_batch_size: int = 64) -> dict:
     t0 = time.time()
@@ -65,7 +67,8 @@ def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_j
                 for r in rows:
                     f.write(json.dumps(r, default=handle_non_serializable, sort_keys=True) + "\n")
     out["pipeline"] = {"versions": package_versions(), "git": git_commit(), "wall_s": round(time.time() - t0, 3),
-                       "device": device, "dtype": dtype}
+                       "device": device, "dtype": dtype,
+                       "truncated": count_truncated(samples, tasks, str(model_dir), max_length)}
     text = json.dumps(out, default=handle_non_serializable, indent=2, sort_keys=True)
     with atomic_path(out_json) as tmp:
         tmp.write_text(text + "\n")
@@ -73,6 +76,32 @@ def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_j
     print(f"[evaluate] done in {time.time() - t0:.1f}s: " + ", ".join(
         f"{k}={v}" for k, v in primary_scores(out["results"], tasks).items()), flush=True)
     return out
+
+
+def count_truncated(samples: dict, tasks: dict, model_dir: str, max_length=None) -> dict:
+    """Per task: requests, how many lm-eval cut from the left (prompt over its budget), the
+    longest prompt (:func:`workflow_scripts.prompt_fit.truncation_from_samples`), measured with
+    the cell's own tokenizer and chat template. A failure is recorded, never raised: the
+    scores are already computed."""
+    try:
+        from lm_eval.models.huggingface import HFLM
+        from lm_eval.models.utils import resolve_max_length
+        from transformers import AutoConfig, AutoTokenizer
+
+        from .prompt_fit import truncation_from_samples
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        if not max_length:  # what lm-eval's HFLM takes when none is given
+            max_length = resolve_max_length(AutoConfig.from_pretrained(model_dir), tokenizer,
+                                            default=HFLM._DEFAULT_MAX_LENGTH)
+        counts = truncation_from_samples(samples, tasks, tokenizer, int(max_length))
+    except Exception as e:  # noqa: BLE001
+        print(f"[evaluate] could not count truncated prompts: {type(e).__name__}: {e}", flush=True)
+        return {"error": f"{type(e).__name__}: {e}"}
+    cut = {k: v["truncated"] for k, v in counts.items() if v["truncated"]}
+    if cut:
+        print(f"[evaluate] WARNING: lm-eval cut prompts from the left (max_length {max_length}): {cut}", flush=True)
+    return counts
 
 
 def backend_model_args(backend: str, model_dir: str, dtype: str, max_length, seed: int) -> dict:
