@@ -3,7 +3,10 @@
 Inputs are the files the train and evaluate rules wrote; nothing is recomputed here.
 
 * ``scores.csv``  tidy: one row per run x task x metric (``primary`` marks the task's
-  metric from the config)
+  metric from the config); ``truncated``, last: how many of the task's requests lm-eval cut
+  from the left to fit ``evaluation.max_length`` (empty for an evaluation that did not
+  count them; the column appears once some evaluation of the study did, so tables of
+  earlier evaluations stay byte for byte what they were)
 * ``pivot.csv`` / ``.tex`` / ``.md``  primary score by task (rows) and LR/BS ratio (columns),
   mean over seeds and batch sizes of the cells that trained to the end, with the number of
   cells averaged and the number excluded (diverged)
@@ -36,6 +39,15 @@ def _cell_columns(run_id: str) -> dict:
             "batch_size": c.batch_size, "ratio": c.ratio, "seed": c.seed}
 
 
+def truncated_counts(results: dict) -> dict | None:
+    """task -> requests lm-eval cut (``pipeline.truncated`` of results.json); None when the
+    evaluation did not count them (before the count existed, a skipped cell, a failed count)."""
+    counts = (results.get("pipeline") or {}).get("truncated")
+    if not isinstance(counts, dict) or "error" in counts:
+        return None
+    return {task: c.get("truncated") for task, c in counts.items()}
+
+
 def score_rows(run_id: str, run: dict, results: dict, tasks: dict) -> list[dict]:
     """Tidy rows for one evaluated cell."""
     base = _cell_columns(run_id)
@@ -65,6 +77,10 @@ def score_rows(run_id: str, run: dict, results: dict, tasks: dict) -> list[dict]
             rows.append({**base, "task": task, "category": spec["category"], "metric": m,
                          "metric_name": split_metric(m)[0], "primary": m == spec["metric"],
                          "value": value, "stderr": se, "n_samples": res.get("sample_len")})
+    cut = truncated_counts(results)
+    if cut is not None:
+        for r in rows:
+            r["truncated"] = cut.get(r["task"])
     return rows
 
 
@@ -77,6 +93,8 @@ def scores_table(cells: list[dict], tasks: dict) -> pd.DataFrame:
             results = json.load(f)
         rows.extend(score_rows(c["run_id"], run, results, tasks))
     df = pd.DataFrame(rows)
+    if "truncated" in df:  # appended last; empty (not 0) where an evaluation did not count
+        df["truncated"] = df.pop("truncated").astype("Int64")
     return df.sort_values(["model", "stage", "ratio", "batch_size", "seed", "task", "metric"],
                           kind="stable").reset_index(drop=True)
 
