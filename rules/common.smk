@@ -7,6 +7,7 @@ sys.path.insert(0, workflow.basedir)  # import workflow_scripts without installi
 
 from snakemake.utils import min_version
 
+from workflow_scripts.chat_template import spec_entry as chat_template_spec
 from workflow_scripts.config import load_study
 from workflow_scripts.grid import STAGE_PATTERN, stage_kind
 from workflow_scripts.launch import cell_job
@@ -51,6 +52,7 @@ localrules:
     prefetch_model,
     prefetch_benchmark,
     prefetch,
+    check_prompts,
     aggregate,
     statistics,
     plots,
@@ -87,6 +89,35 @@ def get_benchmark_dirs():
 
 def get_benchmark_inputs(wildcards):
     return [f"{BENCH_DATA}/{name}" for name in fetched_benchmarks()]
+
+
+PROMPT_CHECK = f"{RESULTS}/checks/prompts/{{model}}.json"
+
+
+def prompt_check_input():
+    """The extra input of the evaluate jobs: the model's passed prompt-length check (checks.smk),
+    only in a study with built-in tasks; nothing at all (no input, no function call per job)
+    in a synthetic-only study, whose finished jobs therefore stay finished. ancient(): a
+    check that runs again (new template, new data) gates evaluations still to come, and
+    does not make finished evaluations out of date."""
+    return {"prompts": ancient(PROMPT_CHECK)} if builtin_tasks() else {}
+
+
+def get_check_prompts_inputs(wildcards):
+    """What the prompt check reads: the model's tokenizer (a built or materialised base
+    folder, or the hub model's prefetch record) and the built-in tasks' prefetched data."""
+    model = STUDY.models[wildcards.model]
+    return {
+        "base": [f"{RESULTS}/models/{wildcards.model}/base"] if made_locally(model) else [],
+        "prefetch": [f"{RESULTS}/prefetch/models/{wildcards.model}.json"]
+        if wildcards.model in STUDY.locally_made("hub") else [],
+        "benchmarks": get_benchmark_inputs(wildcards),
+    }
+
+
+def chat_template_entry(model):
+    """Name and sha256 of a model's chat template (None: the tokenizer's own)."""
+    return chat_template_spec(model, STUDY.base_dir)
 
 
 def get_stage_data(wildcards):

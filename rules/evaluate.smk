@@ -8,6 +8,8 @@ rule evaluate:
         # constants, not functions: Snakemake calls a function once per job (1,000-cell dry run)
         tests=list(get_test_files().values()),
         benchmarks=get_benchmark_inputs(None),
+        # built-in tasks only: the check that no prompt would be cut (rules/checks.smk)
+        **prompt_check_input(),
     # protected: a rerun refuses to replace raw evaluation outputs (to re-evaluate a cell on
     # purpose, delete its eval/ folder first); every evaluation is also hard-linked into
     # results/archive/<run id>/, which nothing deletes (protected() cannot stop root)

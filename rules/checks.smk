@@ -1,0 +1,34 @@
+# Checks that refuse a study before its compute jobs, when running it would silently give
+# wrong numbers (local rules: seconds to minutes on the login node).
+
+
+# Would lm-eval cut any built-in task's prompt (few-shot exemplars, chat template and all)
+# to fit evaluation.max_length? Fails naming the task, its longest prompt and the
+# max_length it needs; writes the per-task measurement when everything fits.
+# (workflow_scripts/prompt_fit.py; rule evaluate waits for it in studies with built-in tasks)
+rule check_prompts:
+    input:
+        unpack(get_check_prompts_inputs),
+    output:
+        PROMPT_CHECK,
+    wildcard_constraints:
+        model="|".join(re.escape(m) for m in STUDY.models) if builtin_tasks() else "(?!)",
+    params:
+        # what the measurement depends on (not the model's SLURM resources)
+        model=lambda w: {k: v for k, v in STUDY.models[w.model].items() if k != "resources"},
+        # name and sha256 of the model's chat template: editing a template file checks again
+        template=lambda w: chat_template_entry(STUDY.models[w.model]),
+        tasks={name: STUDY.tasks[name] for name in builtin_tasks()},
+        benchmark_dirs=get_benchmark_dirs(),
+        evaluation={k: CFG["evaluation"][k] for k in ("max_length", "apply_chat_template", "limit", "backend")},
+    log:
+        f"{LOGS}/checks/prompts_{{model}}.log",
+    benchmark:
+        f"{BENCH}/checks/prompts_{{model}}.tsv"
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/eval.yaml"
+    script:
+        "../workflow_scripts/entry/check_prompts.py"
