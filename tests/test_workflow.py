@@ -86,6 +86,19 @@ def test_every_rule_left_a_log_and_a_benchmark(study_dir):
     assert "[train] step 24/24 (100%)" in train_log
 
 
+def test_code_changes_leave_a_finished_study_untouched(study_dir):
+    """A git pull or a refactor gives library modules, entry scripts, rule files and the
+    Snakefile new mtimes (same params, inputs and outputs): nothing reruns, since the
+    workflow profile (profiles/default) leaves out Snakemake's script-mtime trigger."""
+    import os
+
+    for path in [*REPO.glob("workflow_scripts/**/*.py"), *REPO.glob("rules/*.smk"), REPO / "Snakefile"]:
+        os.utime(path)
+    proc = snakemake(study_dir, study_dir / "study.yaml", "-n")
+    out = proc.stdout + proc.stderr
+    assert planned_jobs(out) == [] and "Nothing to be done" in out, out
+
+
 def test_adding_a_ratio_runs_only_the_new_cells(study_dir):
     runs = study_dir / "results/runs/tiny-llama/sft"
     before = {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.is_file()}
