@@ -102,12 +102,20 @@ def test_shipped_studies_max_length_fits(smollm2, data, configfile):
     assert model.get("chat_template") == "chatml"
     assert MEASURED_NEED <= evaluation["max_length"] <= 8192  # SmolLM2's positions
     tok, positions = prompt_fit.load_tokenizer(model, model_dir=smollm2)
-    record = prompt_fit.measure_prompts(model, cfg["tasks"], data, evaluation, tokenizer=tok, positions=positions)
-    assert set(record["tasks"]) == set(cfg["tasks"]) and record["problems"] == []
-    assert all(r["truncated"] == 0 for r in record["tasks"].values())
-    types = {name: r["output_type"] for name, r in record["tasks"].items()}
+    requests = prompt_fit.build_requests(prompt_fit.study_specs(cfg["tasks"], data), tok)
+    measured = prompt_fit.measure(requests, cfg["tasks"], tok, evaluation["max_length"])
+    assert set(measured) == set(cfg["tasks"])
+    assert prompt_fit.problems(measured, evaluation["max_length"], evaluation["max_length"], positions) == []
+    assert all(r["truncated"] == 0 for r in measured.values())
+    types = {name: r["output_type"] for name, r in measured.items()}
     assert types["gsm8k"] == types["bbh"] == types["ifeval"] == "generate_until"
     assert types["hellaswag"] == types["leaderboard_mmlu_pro"] == "loglikelihood"
+    if configfile == "config.yaml":
+        # a multiple-choice pair far from its budget is counted from its context, not encoded
+        # whole (MMLU-Pro's 120,000 pairs): the same counts as encoding every pair whole
+        for max_length in (evaluation["max_length"], 60):
+            fast, exact = (prompt_fit.measure(requests, cfg["tasks"], tok, max_length, exact=e) for e in (False, True))
+            assert fast == exact
 
 
 def test_check_rule_refuses_the_study_before_any_evaluation(smollm2, data, tmp_path):

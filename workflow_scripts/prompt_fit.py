@@ -182,10 +182,23 @@ def max_gen_toks(gen_kwargs: dict) -> int:
     return int(normalize_gen_kwargs(dict(gen_kwargs), DEFAULT_GEN_TOKS)["max_gen_toks"])
 
 
-def request_lengths(lm, requests: list) -> list[tuple[str, int, int]]:
+NEAR = 64  # tokens: a loglikelihood pair this close to its budget is encoded whole
+TAIL = 64  # characters: a continuation's tokens are counted after this much of its context
+
+
+def request_lengths(lm, requests: list, exact: bool = False) -> list[tuple[str, int, int]]:
     """``(kind, prompt tokens, generated tokens)`` per request, tokenised as lm-eval does:
     a generation context as ``HFLM.tok_batch_encode`` encodes it; a loglikelihood pair as
-    ``TemplateLM._encode_pair`` splits it (prompt = context + continuation)."""
+    ``TemplateLM._encode_pair`` splits it (prompt = context + continuation).
+
+    A loglikelihood pair costs lm-eval two encodings of its whole text (MMLU-Pro: 120,000
+    pairs of ~2,000 tokens: minutes). Here every distinct context is encoded once, and a
+    continuation counts the tokens it adds after the context's last ``TAIL`` characters
+    (the same few for all the pairs of a task: a cached count); the pairs within ``NEAR``
+    tokens of the budget (``lm.max_length``) are then encoded whole, exactly as lm-eval
+    does, so the number cut is exact, and a longest below the budget is exact up to how the
+    texts join (no difference in any task tests/test_prompt_fit.py compares). ``exact=True``
+    encodes every pair whole."""
     from lm_eval.models.utils import has_bos_prefix
 
     tok = lm.tokenizer
@@ -201,31 +214,55 @@ def request_lengths(lm, requests: list) -> list[tuple[str, int, int]]:
         kind = request_kind(r)
         if kind == GENERATE:  # HFLM.tok_batch_encode (add_bos_token unset)
             ctx, kw = r
-            plan.append((GENERATE, counter.want(ctx, False if has_bos_prefix(ctx, bos) else None), max_gen_toks(kw)))
+            plan.append([GENERATE, counter.want(ctx, False if has_bos_prefix(ctx, bos) else None), max_gen_toks(kw)])
         elif kind == LOGLIKELIHOOD:
             context, continuation = r
             if context == "":  # TemplateLM.loglikelihood: BOS (or EOS) stands in for the context
                 cont = tok.encode(continuation, add_special_tokens=False)
-                plan.append((LOGLIKELIHOOD, len(cont) + int(lm.prefix_token_id != cont[0]), 0))
+                plan.append([LOGLIKELIHOOD, len(cont) + int(lm.prefix_token_id != cont[0]), 0])
                 continue
             n_spaces = len(context) - len(context.rstrip())  # TemplateLM._encode_pair
             if n_spaces > 0:
                 continuation, context = context[-n_spaces:] + continuation, context[:-n_spaces]
-            whole = context + continuation
-            plan.append((LOGLIKELIHOOD, (counter.want(context, encode_kw(context)),
-                                         counter.want(whole, encode_kw(whole))), 0))
+            tail = context[-TAIL:]
+            pair = _Pair(counter.want(context, encode_kw(context)), counter.want(tail, False),
+                         counter.want(tail + continuation, False), context + continuation)
+            if exact:
+                counter.want(pair[3], encode_kw(pair[3]))
+            plan.append([LOGLIKELIHOOD, pair, 0])
         else:  # loglikelihood_rolling: windowed by lm-eval, never cut (reported, not checked)
-            plan.append((ROLLING, counter.want(r[0], encode_kw(r[0])), 0))
+            plan.append([ROLLING, counter.want(r[0], encode_kw(r[0])), 0])
     counter.count()
+
+    pairs = [p for p in plan if isinstance(p[1], _Pair)]
+    for p in pairs:  # first: the context, and what the continuation adds after its tail
+        ctx, tail, tail_cont, _ = p[1]
+        p.append(counter[ctx] + max(0, counter[tail_cont] - counter[tail]))
+    if pairs and not exact and lm._max_length:
+        for p in pairs:
+            if p[3] > lm._max_length - NEAR:
+                counter.want(p[1][3], encode_kw(p[1][3]))
+        counter.count()
     out = []
-    for kind, key, gen in plan:
-        if kind == LOGLIKELIHOOD and isinstance(key, tuple):
-            n_ctx, n_whole = counter[key[0]], counter[key[1]]
-            n = n_ctx + max(0, n_whole - n_ctx)  # len(context_enc) + len(whole_enc[len(context_enc):])
+    for p in plan:
+        kind, key, gen = p[:3]
+        if isinstance(key, _Pair):
+            whole = (key[3], encode_kw(key[3]))
+            n_ctx = counter[key[0]]
+            # len(context_enc) + len(whole_enc[len(context_enc):]), as lm-eval splits the pair
+            n = n_ctx + max(0, counter[whole] - n_ctx) if whole in counter else p[3]
         else:
             n = key if isinstance(key, int) else counter[key]
         out.append((kind, n, gen))
     return out
+
+
+class _Pair(tuple):
+    """A loglikelihood pair's counter keys: context, its tail, tail + continuation; and the
+    whole text."""
+
+    def __new__(cls, *items):
+        return super().__new__(cls, items)
 
 
 class _TokenCounter:
@@ -257,6 +294,9 @@ class _TokenCounter:
 
     def __getitem__(self, key: tuple) -> int:
         return self.counts[key]
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self.counts
 
 
 # ---------------------------------------------------------------- measurement
@@ -302,13 +342,14 @@ def leaves_of(name: str, task: dict) -> list[str]:
     return builtin_leaves(name)
 
 
-def measure(requests: dict[str, list], tasks: dict, tokenizer, max_length: int) -> dict[str, dict]:
-    """Study task -> its record (:func:`fit`; a group: :func:`combine` of its subtasks)."""
+def measure(requests: dict[str, list], tasks: dict, tokenizer, max_length: int, exact: bool = False) -> dict[str, dict]:
+    """Study task -> its record (:func:`fit`; a group: :func:`combine` of its subtasks).
+    ``exact``: every loglikelihood pair encoded whole (:func:`request_lengths`)."""
     lm = model_free_lm(tokenizer, max_length)
     out = {}
     for name, task in sorted(tasks.items()):
         leaves = [t for t in leaves_of(name, task) if t in requests]
-        per = {t: fit(request_lengths(lm, requests[t]), max_length) for t in leaves}
+        per = {t: fit(request_lengths(lm, requests[t], exact), max_length) for t in leaves}
         if not per:
             continue
         out[name] = combine(per) if len(leaves_of(name, task)) > 1 else per[leaves[0]]
