@@ -79,6 +79,7 @@ def make_model(shape: str, out: Path):
 def make_benchmark_dirs(d: Path, prompts: int, items: int) -> dict:
     """Seeded synthetic gsm8k / arc_easy files in the layout builtin_tasks.benchmark_files reads."""
     from workflow_scripts import synthetic
+    from workflow_scripts.io import write_jsonl
     from workflow_scripts.builtin_tasks import benchmark_files
 
     dirs = {}
@@ -87,7 +88,7 @@ def make_benchmark_dirs(d: Path, prompts: int, items: int) -> dict:
         dirs[name] = d / name
         dirs[name].mkdir()
         for split, path in benchmark_files(name, dirs[name]).items():
-            synthetic.write_jsonl(data[split], path)
+            write_jsonl(data[split], path)
     return dirs
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from workflow_scripts import synthetic
+from workflow_scripts.io import write_jsonl
 from workflow_scripts.builtin_tasks import (BBH_SUBTASKS, BUILTINS, benchmark_files, builtin_leaves,
                                             builtin_metrics, builtin_score, builtin_specs, builtin_task_config,
                                             load_definition, read_splits, tasks_dir)
@@ -75,7 +76,7 @@ def bbh_rows(subtask):
 
 def write_rows(rows, path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    synthetic.write_jsonl(rows, path)
+    write_jsonl(rows, path)
 
 
 def write_benchmark(name, data_dir) -> list[str]:

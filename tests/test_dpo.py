@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from conftest import small_study, snakemake, tiny_setup, with_dpo, write_config
 from workflow_scripts import synthetic
+from workflow_scripts.io import read_jsonl, write_jsonl
 from workflow_scripts.config import load_study
 from workflow_scripts.data import preference_row
 from workflow_scripts.train import train_cell
@@ -53,7 +54,7 @@ def dpo_run(tmp_path_factory):
     synthetic.build_preference_set(made["train_files"], d / "dpo_all.jsonl", seed=0)
     # 8 pairs seen 6 times each: a tiny model cannot generalise from 12 steps, but it must
     # learn the pairs it is trained on
-    synthetic.write_jsonl(synthetic.read_jsonl(d / "dpo_all.jsonl")[:8], d / "dpo.jsonl")
+    write_jsonl(read_jsonl(d / "dpo_all.jsonl")[:8], d / "dpo.jsonl")
     sft_cell, dpo_cell = study.cells_of("sft")[0], study.cells_of("dpo")[0]
     train_cell(study.training_spec(sft_cell), str(d / "base"), str(d / "sft.jsonl"), d / "sft", threads=1)
     spec = study.training_spec(dpo_cell)

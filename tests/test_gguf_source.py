@@ -53,7 +53,8 @@ def test_real_weights_train_through_the_pipeline_with_completion_only_loss(smoll
     """SmolLM2's chat template has no generation tags: train_cell switches to completion loss."""
     import json
 
-    from workflow_scripts.synthetic import generate_splits, sft_messages, write_jsonl
+    from workflow_scripts.io import write_jsonl
+    from workflow_scripts.synthetic import generate_splits, sft_messages
     from workflow_scripts.train import train_cell
 
     out, _ = smollm2

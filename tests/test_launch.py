@@ -9,7 +9,8 @@ import pytest
 
 from conftest import small_study, tiny_setup
 from workflow_scripts.config import load_study
-from workflow_scripts.launch import cell_job, choose_checkpointing, estimated_gpu_bytes, run_cells, train_one
+from workflow_scripts.launch import cell_job, run_cells, train_one
+from workflow_scripts.memory import choose_checkpointing, estimated_gpu_bytes
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +97,10 @@ def test_activation_checkpointing_only_when_memory_needs_it():
 
 
 def test_a_pack_plans_its_memory_once_for_each_cells_share(tmp_path, monkeypatch):
-    import workflow_scripts.launch as launch
+    import workflow_scripts.memory as memory
 
-    monkeypatch.setattr(launch, "free_gpu_bytes", lambda: 139 * 2**30)  # an empty H200
-    monkeypatch.setattr(launch, "model_shape", lambda model_dir: SMOLLM2_1_7B)
+    monkeypatch.setattr(memory, "free_gpu_bytes", lambda: 139 * 2**30)  # an empty H200
+    monkeypatch.setattr(memory, "model_shape", lambda model_dir: SMOLLM2_1_7B)
     spec = {"per_device_train_batch_size": 8, "recipe": {"max_length": 2048}, "stage_kind": "sft",
             "model_id": "HuggingFaceTB/SmolLM2-1.7B-Instruct"}
 
@@ -111,17 +112,17 @@ def test_a_pack_plans_its_memory_once_for_each_cells_share(tmp_path, monkeypatch
     with_ckpt = estimated_gpu_bytes(spec, SMOLLM2_1_7B, checkpointing=True)
     two, three, four = pack(2), pack(3), pack(4)
     # half an H200 each: no checkpointing, and the pack check counts full activations
-    assert f"2 cell(s) need ~{2 * without / gib:.1f} GiB" in launch.plan_memory(two)
+    assert f"2 cell(s) need ~{2 * without / gib:.1f} GiB" in memory.plan_memory(two)
     assert [j["memory"]["enabled"] for j in two] == [False, False]
     # a third each: only with it, and the check counts the checkpointed estimate
     assert f"3 cell(s) need ~{3 * with_ckpt / gib:.1f} GiB (estimate, activation checkpointing 3 of 3)" in \
-        launch.plan_memory(three)
+        memory.plan_memory(three)
     assert {j["memory"]["budget_gib"] for j in three} == {round(139 / 3, 2)}
     with pytest.raises(RuntimeError, match=r"cells_per_gpu \(now 4\)"):  # a quarter: not even with it
-        launch.plan_memory(four)
+        memory.plan_memory(four)
     forced = [cell_job({**spec, "recipe": {"max_length": 2048, "activation_checkpointing": True}},
                        tmp_path / "sft-parent", "train.jsonl", tmp_path / "x")]
-    launch.plan_memory(forced)
+    memory.plan_memory(forced)
     assert forced[0]["memory"] == {"enabled": True, "reason": "recipe.activation_checkpointing"}
 
 
@@ -142,7 +143,7 @@ def test_a_cell_trains_with_the_memory_plan_its_launcher_made(base, tmp_path, mo
 
 
 def test_without_a_gpu_the_recipe_still_decides():
-    from workflow_scripts.launch import memory_plan
+    from workflow_scripts.memory import memory_plan
 
     assert memory_plan({"recipe": {"gradient_checkpointing": True}}, "unused", None) == {
         "enabled": True, "reason": "recipe.gradient_checkpointing"}

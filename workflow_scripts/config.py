@@ -17,7 +17,8 @@ import yaml
 
 from . import chat_template
 from .grid import Cell, expand_grid, make_cell, stage_kind
-from .launch import CHECKPOINTING_KEYS
+from .memory import CHECKPOINTING_KEYS
+from .model_source import is_hub_model, is_local_path
 from .numbers import canonical, coerce_scientific
 from .recipes import RecipeError, check_recipe
 
@@ -121,10 +122,6 @@ def validate_schema(cfg: dict) -> None:
         raise ConfigError(_schema_error_message(best))
 
 
-def is_local_path(model_id: str) -> bool:
-    return os.path.isabs(model_id) or model_id.startswith(("./", "../", "~"))
-
-
 @dataclass
 class Study:
     config: dict
@@ -173,7 +170,7 @@ class Study:
         """Names of the models whose base weights a rule makes: 'build', 'gguf', or 'hub'
         (fetched from the hub on the login node)."""
         if kind == "hub":
-            return [name for name, m in self.models.items() if m.get("id") and not is_local_path(m["id"])]
+            return [name for name, m in self.models.items() if is_hub_model(m)]
         return [name for name, m in self.models.items() if kind in m]
 
     @property

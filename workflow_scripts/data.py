@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 
 from .grid import stage_kind
-from .synthetic import build_preference_set, build_sft_set, write_jsonl
+from .io import write_jsonl
+from .synthetic import build_preference_set, build_sft_set
 
 
 def _subset_order(n_rows: int, dataset: dict, seed: int) -> list[int]:

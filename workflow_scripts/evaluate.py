@@ -14,10 +14,8 @@ import time
 from pathlib import Path
 
 from .io import atomic_path
-from .lmeval_tasks import task_specs
+from .lmeval_tasks import SEED, task_specs
 from .provenance import git_commit, package_versions
-
-SEED = 1234  # lm-eval's random, numpy, torch and few-shot seeds (prompt_fit builds the same shots)
 
 
 def lm_eval_device() -> tuple[str, str]:
@@ -157,14 +155,4 @@ def write_skipped(run: dict, out_json, samples_dir) -> dict:
 
 def primary_scores(results: dict, tasks: dict) -> dict:
     return {name: round(results.get(name, {}).get(t["metric"], float("nan")), 4) for name, t in tasks.items()}
-
-
-def split_metric(metric: str) -> tuple[str, str]:
-    name, filt = metric.split(",", 1)
-    return name, filt
-
-
-def stderr_key(metric: str) -> str:
-    name, filt = split_metric(metric)
-    return f"{name}_stderr,{filt}"
 

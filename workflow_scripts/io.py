@@ -1,4 +1,5 @@
-"""Writing files so that a killed job never leaves a complete-looking output."""
+"""Reading and writing the pipeline's files; writes are atomic, so that a killed job never
+leaves a complete-looking output."""
 
 from __future__ import annotations
 
@@ -52,3 +53,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj, **kw) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, **kw) + "\n")
+
+
+def write_jsonl(rows, path: str | os.PathLike, *, sort_keys: bool = True, ensure_ascii: bool = True) -> None:
+    """One JSON object per line, written atomically (UTF-8)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, sort_keys=sort_keys, ensure_ascii=ensure_ascii) + "\n")
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .evaluate import split_metric
+from .lmeval_tasks import split_metric
 
 
 def sample_files(task: str, spec: dict) -> list[str]:

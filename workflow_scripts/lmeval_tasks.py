@@ -15,6 +15,19 @@ from __future__ import annotations
 from .synthetic import check_format, expected_response
 
 EOS = "<|end|>"
+SEED = 1234  # lm-eval's random, numpy, torch and few-shot seeds (prompt_fit builds the same shots)
+
+
+def split_metric(metric: str) -> tuple[str, str]:
+    """``"acc_norm,none"`` -> ``("acc_norm", "none")``: lm-eval's metric and filter names."""
+    name, filt = metric.split(",", 1)
+    return name, filt
+
+
+def stderr_key(metric: str) -> str:
+    """The key lm-eval reports a metric's standard error under (``acc_stderr,none``)."""
+    name, filt = split_metric(metric)
+    return f"{name}_stderr,{filt}"
 
 
 def _data(name: str, test_path: str) -> dict:

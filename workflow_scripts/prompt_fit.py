@@ -62,7 +62,7 @@ def load_tokenizer(model_cfg: dict, base_dir: str | os.PathLike = ".", model_dir
     from transformers import AutoConfig, AutoTokenizer
 
     from . import chat_template
-    from .config import is_local_path
+    from .model_source import is_local_path
 
     if model_dir is None:
         mid = model_cfg.get("id")
@@ -119,7 +119,7 @@ def build_requests(specs: list, tokenizer, *, apply_chat_template: bool = True, 
     from lm_eval.tasks import TaskManager
 
     if seed is None:
-        from .evaluate import SEED as seed
+        from .lmeval_tasks import SEED as seed
     random.seed(seed)  # as simple_evaluate, for any task that draws from the global generators
     np.random.seed(seed)
     lm = model_free_lm(tokenizer)

@@ -49,7 +49,7 @@ import typing
 from pathlib import Path
 
 from .grid import stage_kind
-from .launch import CHECKPOINTING_KEYS
+from .memory import CHECKPOINTING_KEYS
 
 # Recipe keys that are not TRL arguments: train.sft_config_kwargs pops them before building
 # the config (a model-loading option, and the keys launch.memory_plan decides from).

@@ -29,12 +29,10 @@ Example (arithmetic): 'tom has 7 coins , finds 3 , loses 4 . how many coins now 
 from __future__ import annotations
 
 import copy
-import json
 import random
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
-from .io import atomic_write_text
+from .io import read_jsonl, write_jsonl
 
 NAMES = ["tom", "ann", "bob", "eve", "sam", "kim", "lee", "max", "zoe", "ada"]
 ITEMS = ["apples", "coins", "books", "cards", "pens", "shells", "stamps", "eggs"]
@@ -272,15 +270,6 @@ def sft_messages(generator: str, docs: Iterable[dict]) -> list[dict]:
         ], "source": generator}
         for d in docs
     ]
-
-
-def write_jsonl(rows: Iterable[dict], path: str | Path) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def write_task(generator: str, seed: int, n_train: int, n_test: int, train_path, test_path) -> None:

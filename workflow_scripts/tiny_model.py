@@ -92,7 +92,7 @@ def build_and_save(texts: Iterable[str], out_dir: str | Path, build: dict) -> di
 
 def build_from_sft_file(sft_file: str | Path, out_dir: str | Path, build: dict) -> dict:
     """Train the word-level vocabulary on the SFT set's text, then build and save the model."""
-    from .synthetic import read_jsonl
+    from .io import read_jsonl
 
     texts = [m["content"] for row in read_jsonl(sft_file) for m in row["messages"]]
     return build_and_save(texts, out_dir, build)

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 
 from . import chat_template
-from .io import atomic_write_json
-from .launch import CHECKPOINTING_KEYS, free_gpu_bytes, memory_plan
+from .io import atomic_write_json, read_jsonl
+from .memory import CHECKPOINTING_KEYS, free_gpu_bytes, memory_plan
+from .model_source import resolve_base_model
 from .provenance import git_commit, package_versions, sha256_file
 
 
@@ -201,25 +202,6 @@ def sft_config_kwargs(spec: dict, output_dir: str, precision: dict) -> dict:
     return kw
 
 
-def resolve_base_model(base_model: str, spec: dict, prefetched: str | Path | None = None) -> tuple[str, dict | None]:
-    """The folder to load the base model from, and (for a hub model) what was loaded.
-
-    A hub model is read from the local cache only, at the commit the login-node prefetch
-    recorded (so every cell of a study trains from the same weights even if a branch moves);
-    a missing one stops the job at once with the command that fetches it. A parent cell or
-    a locally made model is a folder and is loaded as it is.
-    """
-    from .config import is_local_path
-    from .prefetch import cached_model
-
-    if str(base_model) != str(spec.get("model_id")) or is_local_path(base_model) or Path(base_model).exists():
-        return str(base_model), None
-    record = json.loads(Path(prefetched).read_text()) if prefetched else {}
-    revision = record.get("commit") or spec.get("model_revision")
-    path = cached_model(spec["model_id"], revision)
-    return path, {"id": spec["model_id"], "revision": spec.get("model_revision"), "commit": Path(path).name}
-
-
 def make_trainer(kind: str, model, tokenizer, rows: list[dict], kwargs: dict, callbacks: list):
     """TRL's trainer for a stage kind. DPO's reference model is a frozen copy of ``model``
     (the parent SFT cell), which is what TRL builds when ``ref_model`` is None."""
@@ -256,7 +238,6 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
 
-    from .synthetic import read_jsonl
 
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.time()
