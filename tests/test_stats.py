@@ -1,4 +1,5 @@
-"""Tests of workflow_scripts.stats: planted effects in simulated studies, design checks, exclusions.
+"""Tests of workflow_scripts.stats: planted effects in simulated studies, design checks, exclusions
+(and of analysis.confounding_note, the prose on what the simulated grids held fixed).
 
 Many simulated studies are analysed in one call by giving each study its own ``model`` name;
 the statistics are computed per model x stage, so this is the same as one call per study.
@@ -15,6 +16,7 @@ import pandas as pd
 import pytest
 
 from workflow_scripts import stats
+from workflow_scripts.analysis import confounding_note
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_SCORES = REPO / "results" / "tables" / "scores.csv"
@@ -302,17 +304,17 @@ def test_excluded_cells_are_counted_not_filled():
 
 def test_confounding_note():
     scores, _ = simulate(np.random.default_rng(0), 1, slopes=(0.1,), categories=("reasoning",), n_items=10)
-    note = stats.confounding_note(scores)
+    note = confounding_note(scores)
     assert "examples_seen held fixed" in note and "fewer updates" in note
     scores["optimizer_steps"], scores["examples_seen"] = 500, 500 * scores["batch_size"]
-    assert "optimizer_steps held fixed" in stats.confounding_note(scores)
+    assert "optimizer_steps held fixed" in confounding_note(scores)
     scores["optimizer_steps"] = 1000 + 100 * scores["seed"]
     scores["examples_seen"] = scores["optimizer_steps"] * scores["batch_size"]
-    assert "neither held fixed" in stats.confounding_note(scores)
+    assert "neither held fixed" in confounding_note(scores)
     scores["status"] = np.where(scores["run_id"] == scores["run_id"].iloc[0], "diverged", "ok")
-    assert "1 runs not ok" in stats.confounding_note(scores)
-    assert "one batch size" in stats.confounding_note(scores[scores["batch_size"] == 8])
-    assert "cannot tell" in stats.confounding_note(scores.drop(columns="optimizer_steps"))
+    assert "1 runs not ok" in confounding_note(scores)
+    assert "one batch size" in confounding_note(scores[scores["batch_size"] == 8])
+    assert "cannot tell" in confounding_note(scores.drop(columns="optimizer_steps"))
 
 
 # ------------------------------------------------------------------ the real results file
@@ -365,5 +367,5 @@ def test_real_scores_file():
             assert (verdicts != "not estimable").all()
         else:
             assert (verdicts == "not estimable").all()
-    note = stats.confounding_note(scores)
+    note = confounding_note(scores)
     assert note and all(line.split(": ", 1)[1] for line in note.splitlines())

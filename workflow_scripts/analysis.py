@@ -10,7 +10,8 @@ Writes, each as CSV, LaTeX (booktabs) and Markdown:
                   LR/sqrt(BS) (k = 0.5), or why it cannot be estimated
 
 and ``analysis.md``: the three tables plus plain sentences (what the grid held fixed, what
-was excluded, what the split says).
+was excluded, what the split says). The numbers come from :mod:`workflow_scripts.stats`;
+the prose about them lives here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 
 from .io import atomic_path
 from .items import load_items
-from .stats import confounding_note, ratio_invariance, split_statistic, task_slopes
+from .stats import ratio_invariance, split_statistic, task_slopes
 
 N_BOOT = 1000
 
@@ -42,6 +43,76 @@ def _write(df: pd.DataFrame, stem: str, outputs: dict, caption: str) -> str:
     with atomic_path(outputs[f"{stem}_md"]) as tmp:
         tmp.write_text(md)
     return md
+
+
+def confounding_note(scores: pd.DataFrame, rel_tol: float = 0.01) -> str:
+    """What the grid held fixed when the batch size changed, per model x stage.
+
+    Looks at ``optimizer_steps`` and ``examples_seen`` of each run (one value per run_id;
+    all runs, excluded or not, since this is a property of the design). A quantity counts as
+    fixed when its largest and smallest values differ by at most ``rel_tol`` (relative).
+
+    * examples fixed, steps vary: a larger batch takes proportionally fewer optimizer
+      updates, so batch-size (and, at fixed ratio, LR) effects are confounded with the
+      number of updates;
+    * steps fixed, examples vary: a larger batch sees more data, so batch-size effects are
+      confounded with the amount of training data;
+    * neither fixed, or one batch size only, or the columns missing: said as such.
+
+    Returns one line per model x stage, ``"model/stage: ..."``.
+    """
+    need = {"model", "stage", "run_id", "batch_size"}
+    if need - set(scores.columns):
+        raise KeyError(f"scores lacks columns {sorted(need - set(scores.columns))}")
+    lines = []
+    runs = scores.drop_duplicates("run_id")
+    for (model, stage), g in runs.groupby(["model", "stage"], sort=True):
+        head = f"{model}/{stage}: "
+        bss = sorted(pd.to_numeric(g["batch_size"], errors="coerce").dropna().unique())
+        cols = {}
+        for col in ("optimizer_steps", "examples_seen"):
+            if col not in g.columns:
+                cols[col] = None
+                continue
+            v = pd.to_numeric(g[col], errors="coerce")
+            cols[col] = None if v.isna().all() else v
+        if cols["optimizer_steps"] is None or cols["examples_seen"] is None:
+            lines.append(head + "cannot tell what was held fixed: optimizer_steps or examples_seen missing")
+            continue
+
+        def fixed(v):
+            v = v.dropna()
+            return len(v) > 0 and v.max() <= v.min() * (1 + rel_tol)
+
+        def by_bs(col):
+            m = g.groupby("batch_size")[col].median()
+            return ", ".join(f"bs{int(b)}: {m[b]:g}" for b in m.index if pd.notna(m[b]))
+
+        steps, ex = cols["optimizer_steps"], cols["examples_seen"]
+        if len(bss) < 2:
+            lines.append(head + f"one batch size ({', '.join(f'{b:g}' for b in bss)}): steps and examples do not "
+                         "vary with batch size, so there is no batch-size confound, but batch-size effects "
+                         "cannot be studied either")
+        elif fixed(ex) and not fixed(steps):
+            lines.append(head + f"examples_seen held fixed ({ex.median():g}); optimizer_steps vary with batch size "
+                         f"({by_bs('optimizer_steps')}): larger batches take fewer updates, so batch-size effects "
+                         "(and k in ratio_invariance) are confounded with the number of optimizer steps")
+        elif fixed(steps) and not fixed(ex):
+            lines.append(head + f"optimizer_steps held fixed ({steps.median():g}); examples_seen vary with batch size "
+                         f"({by_bs('examples_seen')}): larger batches see more data, so batch-size effects are "
+                         "confounded with the amount of training data")
+        elif fixed(steps) and fixed(ex):
+            lines.append(head + "both optimizer_steps and examples_seen are constant although the batch size "
+                         "varies: check how they were recorded")
+        else:
+            lines.append(head + f"neither held fixed: optimizer_steps ({by_bs('optimizer_steps')}) and "
+                         f"examples_seen ({by_bs('examples_seen')}) both vary")
+        n_bad = 0
+        if "status" in g.columns:
+            n_bad = int((g["status"].astype(str) != "ok").sum())
+        if n_bad:
+            lines[-1] += f"; {n_bad} runs not ok (excluded from the statistics)"
+    return "\n".join(lines)
 
 
 def summary_sentences(scores: pd.DataFrame, slopes: pd.DataFrame, split: pd.DataFrame,

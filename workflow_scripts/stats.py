@@ -90,7 +90,7 @@ INVARIANCE_COLUMNS = ["model", "stage", "task", "category", "a", "b", "k", "k_lo
                       "resampled"]
 _GAP = 1e-4  # two log10 values closer than this are the same grid value (CSV keeps 6 digits)
 
-__all__ = ["task_slopes", "split_statistic", "ratio_invariance", "confounding_note", "CATEGORIES",
+__all__ = ["task_slopes", "split_statistic", "ratio_invariance", "CATEGORIES",
            "NORMALISERS", "SLOPE_COLUMNS", "SPLIT_COLUMNS", "INVARIANCE_COLUMNS"]
 
 
@@ -221,7 +221,7 @@ class _Task:
             self.y = cols["value"][rows]
             self.y2 = None
         self.n_items = mat.shape[1] if mat is not None else 0
-        self.Y = self.Y2 = self.W = None  # filled by _Study
+        self.Y = self.Y2 = self.W = None  # filled by _ScoreGroups
 
     @property
     def n_cells(self) -> int:
@@ -237,7 +237,7 @@ class _Task:
         return self.y[None], y2, np.ones((1, self.n_cells))
 
 
-class _Study:
+class _ScoreGroups:
     """All groups of a scores table, with the bootstrap draws made once."""
 
     def __init__(self, scores: pd.DataFrame, items, n_boot: int, seed: int):
@@ -420,14 +420,14 @@ def task_slopes(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_boot:
     plus ``n_items`` (distinct doc_ids, 0 without items), ``n_excluded`` and ``resampled``.
     Groups with fewer than two distinct ratios get NaN slopes.
     """
-    study = _Study(scores, items, n_boot, seed)
+    scored = _ScoreGroups(scores, items, n_boot, seed)
     rows = []
-    for key, t in study.tasks.items():
+    for key, t in scored.tasks.items():
         row = {"model": t.model, "stage": t.stage, "task": t.task, "category": t.category,
                "slope": math.nan, "slope_lo": math.nan, "slope_hi": math.nan,
                "best_ratio": math.nan, "best_ratio_lo": math.nan, "best_ratio_hi": math.nan,
                "n_cells": t.n_cells, "n_seeds": t.n_seeds, "n_items": t.n_items,
-               "n_excluded": t.n_excluded, "resampled": study.resampled[key[:2]]}
+               "n_excluded": t.n_excluded, "resampled": scored.resampled[key[:2]]}
         if t.n_cells:
             codes = _cluster(t.x)
             values = np.array([t.ratio[codes == c][0] for c in range(codes.max() + 1)])
@@ -495,15 +495,15 @@ def split_statistic(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_b
     """
     if normaliser not in NORMALISERS:
         raise ValueError(f"normaliser must be one of {NORMALISERS}, not {normaliser!r}")
-    study = _Study(scores, items, n_boot, seed)
+    scored = _ScoreGroups(scores, items, n_boot, seed)
     rows = []
-    for ms, tkeys in study.groups.items():
-        tasks = [study.tasks[k] for k in tkeys if study.tasks[k].category in CATEGORIES]
+    for ms, tkeys in scored.groups.items():
+        tasks = [scored.tasks[k] for k in tkeys if scored.tasks[k].category in CATEGORIES]
         row = {"model": ms[0], "stage": ms[1], "split": math.nan, "split_lo": math.nan,
                "split_hi": math.nan, "p_value": math.nan, "n_perm": 0, "reasoning_mean": math.nan,
                "pattern_mean": math.nan, "n_tasks": 0, "perm_exact": False, "p_min": math.nan,
-               "normaliser": normaliser, "n_excluded": int(sum(study.tasks[k].n_excluded for k in tkeys)),
-               "resampled": study.resampled[ms]}
+               "normaliser": normaliser, "n_excluded": int(sum(scored.tasks[k].n_excluded for k in tkeys)),
+               "resampled": scored.resampled[ms]}
         ns = np.array([_norm_slopes(t, normaliser, *t.point())[0] if t.n_cells else np.nan for t in tasks])
         use = np.isfinite(ns)
         tasks = [t for t, k in zip(tasks, use) if k]
@@ -597,7 +597,8 @@ def ratio_invariance(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_
     Assumptions and limits: the score is taken as *linear* in log LR and log BS over the
     grid. A score that peaks mid-grid (common) has small a and b and a wide, meaningless k
     interval, which then shows up as "undecided". If examples seen are held fixed, a larger
-    batch also means fewer optimizer steps (see :func:`confounding_note`), and k absorbs that.
+    batch also means fewer optimizer steps (analysis.confounding_note says which the grid
+    held fixed), and k absorbs that.
 
     Not estimable (NaN estimates, ``verdict = "not estimable"``, ``reason`` says why): fewer
     than two batch sizes or learning rates, log LR and log BS collinear, or (when
@@ -608,15 +609,15 @@ def ratio_invariance(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_
     Columns: ``model, stage, task, category, a, b, k, k_lo, k_hi, rss_ratio, rss_sqrt,
     rss_free, verdict, reason, n_cells, n_batch_sizes, n_excluded, resampled``.
     """
-    study = _Study(scores, items, n_boot, seed)
+    scored = _ScoreGroups(scores, items, n_boot, seed)
     rows = []
-    for key, t in study.tasks.items():
+    for key, t in scored.tasks.items():
         row = {"model": t.model, "stage": t.stage, "task": t.task, "category": t.category,
                "a": math.nan, "b": math.nan, "k": math.nan, "k_lo": math.nan, "k_hi": math.nan,
                "rss_ratio": math.nan, "rss_sqrt": math.nan, "rss_free": math.nan,
                "verdict": "not estimable", "reason": "", "n_cells": t.n_cells,
                "n_batch_sizes": int(_cluster(t.v).max() + 1) if t.n_cells else 0,
-               "n_excluded": t.n_excluded, "resampled": study.resampled[key[:2]]}
+               "n_excluded": t.n_excluded, "resampled": scored.resampled[key[:2]]}
         why = _design_check(t, require_equal_ratio_pairs)
         if why is not None:
             row["reason"] = why
@@ -646,73 +647,3 @@ def ratio_invariance(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_
             row["reason"] = f"95% interval for k [{lo:.3g}, {hi:.3g}]; smaller RSS: {better}"
         rows.append(row)
     return pd.DataFrame(rows, columns=INVARIANCE_COLUMNS)
-
-
-def confounding_note(scores: pd.DataFrame, rel_tol: float = 0.01) -> str:
-    """What the grid held fixed when the batch size changed, per model x stage.
-
-    Looks at ``optimizer_steps`` and ``examples_seen`` of each run (one value per run_id;
-    all runs, excluded or not, since this is a property of the design). A quantity counts as
-    fixed when its largest and smallest values differ by at most ``rel_tol`` (relative).
-
-    * examples fixed, steps vary: a larger batch takes proportionally fewer optimizer
-      updates, so batch-size (and, at fixed ratio, LR) effects are confounded with the
-      number of updates;
-    * steps fixed, examples vary: a larger batch sees more data, so batch-size effects are
-      confounded with the amount of training data;
-    * neither fixed, or one batch size only, or the columns missing: said as such.
-
-    Returns one line per model x stage, ``"model/stage: ..."``.
-    """
-    need = {"model", "stage", "run_id", "batch_size"}
-    if need - set(scores.columns):
-        raise KeyError(f"scores lacks columns {sorted(need - set(scores.columns))}")
-    lines = []
-    runs = scores.drop_duplicates("run_id")
-    for (model, stage), g in runs.groupby(["model", "stage"], sort=True):
-        head = f"{model}/{stage}: "
-        bss = sorted(pd.to_numeric(g["batch_size"], errors="coerce").dropna().unique())
-        cols = {}
-        for col in ("optimizer_steps", "examples_seen"):
-            if col not in g.columns:
-                cols[col] = None
-                continue
-            v = pd.to_numeric(g[col], errors="coerce")
-            cols[col] = None if v.isna().all() else v
-        if cols["optimizer_steps"] is None or cols["examples_seen"] is None:
-            lines.append(head + "cannot tell what was held fixed: optimizer_steps or examples_seen missing")
-            continue
-
-        def fixed(v):
-            v = v.dropna()
-            return len(v) > 0 and v.max() <= v.min() * (1 + rel_tol)
-
-        def by_bs(col):
-            m = g.groupby("batch_size")[col].median()
-            return ", ".join(f"bs{int(b)}: {m[b]:g}" for b in m.index if pd.notna(m[b]))
-
-        steps, ex = cols["optimizer_steps"], cols["examples_seen"]
-        if len(bss) < 2:
-            lines.append(head + f"one batch size ({', '.join(f'{b:g}' for b in bss)}): steps and examples do not "
-                         "vary with batch size, so there is no batch-size confound, but batch-size effects "
-                         "cannot be studied either")
-        elif fixed(ex) and not fixed(steps):
-            lines.append(head + f"examples_seen held fixed ({ex.median():g}); optimizer_steps vary with batch size "
-                         f"({by_bs('optimizer_steps')}): larger batches take fewer updates, so batch-size effects "
-                         "(and k in ratio_invariance) are confounded with the number of optimizer steps")
-        elif fixed(steps) and not fixed(ex):
-            lines.append(head + f"optimizer_steps held fixed ({steps.median():g}); examples_seen vary with batch size "
-                         f"({by_bs('examples_seen')}): larger batches see more data, so batch-size effects are "
-                         "confounded with the amount of training data")
-        elif fixed(steps) and fixed(ex):
-            lines.append(head + "both optimizer_steps and examples_seen are constant although the batch size "
-                         "varies: check how they were recorded")
-        else:
-            lines.append(head + f"neither held fixed: optimizer_steps ({by_bs('optimizer_steps')}) and "
-                         f"examples_seen ({by_bs('examples_seen')}) both vary")
-        n_bad = 0
-        if "status" in g.columns:
-            n_bad = int((g["status"].astype(str) != "ok").sum())
-        if n_bad:
-            lines[-1] += f"; {n_bad} runs not ok (excluded from the statistics)"
-    return "\n".join(lines)
