@@ -8,7 +8,7 @@ import tempfile
 import pytest
 
 from conftest import REPO, load_yaml, snakemake, write_config
-from workflow_scripts import recipes
+from workflow_scripts import recipe_cache, recipes
 from workflow_scripts.config import ConfigError, load_study
 from workflow_scripts.recipes import RecipeError, check_recipe
 
@@ -99,20 +99,20 @@ def test_check_leaves_nothing_behind(tmp_path, monkeypatch):
 
 
 def test_a_recipe_that_passed_is_not_checked_again(tmp_path, monkeypatch):
-    monkeypatch.setenv(recipes.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.setattr(recipes, "_passed_here", set())
+    monkeypatch.setenv(recipe_cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(recipe_cache, "_passed_here", set())
     check_recipe("sft", stage(SFT_OK))
     assert len(list((tmp_path / "cache").glob("*.json"))) == 1
     checked = []
     monkeypatch.setattr(recipes, "_check", lambda *a: checked.append(a) or True)
-    recipes._passed_here.clear()
+    recipe_cache._passed_here.clear()
     check_recipe("sft", stage(SFT_OK))  # the file says it passed: no trl, no build
     assert checked == []
     check_recipe("sft", stage({**SFT_OK, "max_length": 128}))  # another recipe is checked
     check_recipe("dpo", stage(DPO_OK))
     assert len(checked) == 2
     monkeypatch.undo()
-    monkeypatch.setenv(recipes.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(recipe_cache.CACHE_ENV, str(tmp_path / "cache"))
     with pytest.raises(RecipeError):  # a refusal is never remembered
         check_recipe("sft", stage({**SFT_OK, "warmup_stepz": 1}))
     assert len(list((tmp_path / "cache").glob("*.json"))) == 3
