@@ -6,17 +6,17 @@ rule aggregate:
         cells=get_aggregate_inputs,
         published=workflow.source_path("../reference/smoltulu_results.csv"),
     output:
-        **reported(TABLES, "Tables", caption="../report/tables.rst"),
+        **reported(layout.TABLES, "Tables", caption="../report/tables.rst"),
     params:
         config=CFG,
-        cells=get_aggregate_cells(),
+        cells=AGGREGATE_CELLS,
         tasks=STUDY.tasks,
         study=CFG["study"],
         reference=CFG.get("reference", {}),
     log:
-        f"{LOGS}/aggregate.log",
+        f"{layout.LOGS}/aggregate.log",
     benchmark:
-        f"{BENCH}/aggregate.tsv"
+        f"{layout.TIMINGS}/aggregate.tsv"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -29,18 +29,18 @@ rule aggregate:
 # Tidy scores + per-item outputs -> slopes, split and ratio-invariance statistics.
 rule statistics:
     input:
-        scores=TABLES["scores"],
+        scores=layout.TABLES["scores"],
         samples=get_sample_dirs,
     output:
-        **reported(ANALYSIS, "Statistics", caption="../report/statistics.rst"),
+        **reported(layout.ANALYSIS, "Statistics", caption="../report/statistics.rst"),
     params:
-        cells=get_aggregate_cells(),
+        cells=AGGREGATE_CELLS,
         tasks=STUDY.tasks,
         study=CFG["study"],
     log:
-        f"{LOGS}/statistics.log",
+        f"{layout.LOGS}/statistics.log",
     benchmark:
-        f"{BENCH}/statistics.tsv"
+        f"{layout.TIMINGS}/statistics.tsv"
     resources:
         mem_mb=4000,
         runtime=30,

@@ -10,21 +10,21 @@ rule check_prompts:
     input:
         unpack(get_check_prompts_inputs),
     output:
-        PROMPT_CHECK,
+        layout.PROMPT_CHECK,
     wildcard_constraints:
-        model="|".join(re.escape(m) for m in STUDY.models) if builtin_tasks() else "(?!)",
+        model=inputs.one_of(STUDY.models if BUILTIN_TASKS else []),
     params:
         # what the measurement depends on (not the model's SLURM resources)
         model=lambda w: {k: v for k, v in STUDY.models[w.model].items() if k != "resources"},
         # name and sha256 of the model's chat template: editing a template file checks again
-        template=lambda w: chat_template_entry(STUDY.models[w.model]),
-        tasks={name: STUDY.tasks[name] for name in builtin_tasks()},
-        benchmark_dirs=get_benchmark_dirs(),
+        template=lambda w: chat_template_spec(STUDY.models[w.model], STUDY.base_dir),
+        tasks={name: STUDY.tasks[name] for name in BUILTIN_TASKS},
+        benchmark_dirs=EVAL_DATA_DIRS,
         evaluation={k: CFG["evaluation"][k] for k in ("max_length", "apply_chat_template", "limit", "backend")},
     log:
-        f"{LOGS}/checks/prompts_{{model}}.log",
+        f"{layout.LOGS}/checks/prompts_{{model}}.log",
     benchmark:
-        f"{BENCH}/checks/prompts_{{model}}.tsv"
+        f"{layout.TIMINGS}/checks/prompts_{{model}}.tsv"
     resources:
         mem_mb=8000,
         runtime=60,

@@ -4,17 +4,17 @@
 
 rule make_task_data:
     output:
-        train=f"{SYNTH}/{{task}}/train.jsonl",
-        test=f"{SYNTH}/{{task}}/test.jsonl",
+        train=layout.TASK_TRAIN,
+        test=layout.TASK_TEST,
     params:
         generator=lambda w: STUDY.tasks[w.task]["synthetic"],
         seed=CFG["data"]["synthetic"]["seed"],
         n_train=CFG["data"]["synthetic"]["train_per_task"],
         n_test=CFG["data"]["synthetic"]["eval_per_task"],
     log:
-        f"{LOGS}/data/{{task}}.log",
+        f"{layout.LOGS}/data/{{task}}.log",
     benchmark:
-        f"{BENCH}/data/{{task}}.tsv"
+        f"{layout.TIMINGS}/data/{{task}}.tsv"
     resources:
         mem_mb=1000,
         runtime=10,
@@ -28,19 +28,19 @@ rule make_train_data:
     input:
         get_stage_data_inputs,
     output:
-        data=f"{RESULTS}/data/{{stage}}_train.jsonl",
-        source=f"{RESULTS}/data/{{stage}}_train.source.json",
+        data=layout.STAGE_DATA,
+        source=layout.STAGE_SOURCE,
     params:
         dataset=lambda w: CFG["stages"][w.stage]["dataset"],
         train_files=lambda w: {
             name: (STUDY.tasks[name]["synthetic"], path)
-            for name, path in get_synthetic_train_files().items()
+            for name, path in TRAIN_FILES.items()
         },
         seed=lambda w: CFG["stages"][w.stage]["dataset"].get("seed", 0),
     log:
-        f"{LOGS}/data/{{stage}}_train.log",
+        f"{layout.LOGS}/data/{{stage}}_train.log",
     benchmark:
-        f"{BENCH}/data/{{stage}}_train.tsv"
+        f"{layout.TIMINGS}/data/{{stage}}_train.tsv"
     resources:
         mem_mb=4000,
         runtime=60,
@@ -52,17 +52,17 @@ rule make_train_data:
 
 rule build_tiny_model:
     input:
-        sft=get_tiny_model_sft_data,
+        sft=lambda w: inputs.tiny_model_sft_data(STUDY),
     output:
-        directory(f"{RESULTS}/models/{{model}}/base"),
+        directory(layout.BASE_MODEL),
     wildcard_constraints:
-        model=model_names("build"),
+        model=inputs.one_of(STUDY.locally_made("build")),
     params:
         build=lambda w: STUDY.models[w.model]["build"],
     log:
-        f"{LOGS}/models/{{model}}.log",
+        f"{layout.LOGS}/models/{{model}}.log",
     benchmark:
-        f"{BENCH}/models/{{model}}.tsv"
+        f"{layout.TIMINGS}/models/{{model}}.tsv"
     resources:
         mem_mb=2000,
         runtime=10,
@@ -74,15 +74,15 @@ rule build_tiny_model:
 
 rule materialize_gguf_model:
     output:
-        directory(f"{RESULTS}/models/{{model}}/base"),
+        directory(layout.BASE_MODEL),
     wildcard_constraints:
-        model=model_names("gguf"),
+        model=inputs.one_of(STUDY.locally_made("gguf")),
     params:
         gguf=lambda w: STUDY.models[w.model]["gguf"],
     log:
-        f"{LOGS}/models/{{model}}.log",
+        f"{layout.LOGS}/models/{{model}}.log",
     benchmark:
-        f"{BENCH}/models/{{model}}.tsv"
+        f"{layout.TIMINGS}/models/{{model}}.tsv"
     resources:
         mem_mb=4000,
         runtime=20,

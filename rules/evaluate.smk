@@ -3,30 +3,30 @@
 
 rule evaluate:
     input:
-        model=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model",
-        run=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/run.json",
+        model=layout.CELL_MODEL,
+        run=layout.RUN_JSON,
         # constants, not functions: Snakemake calls a function once per job (1,000-cell dry run)
-        tests=list(get_test_files().values()),
-        benchmarks=get_benchmark_inputs(None),
+        tests=list(TEST_FILES.values()),
+        benchmarks=EVAL_DATA_INPUTS,
         # built-in tasks only: the check that no prompt would be cut (rules/checks.smk)
         **prompt_check_input(),
     # protected: a rerun refuses to replace raw evaluation outputs (to re-evaluate a cell on
     # purpose, delete its eval/ folder first); every evaluation is also hard-linked into
     # results/archive/<run id>/, which nothing deletes (protected() cannot stop root)
     output:
-        results=protected(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/eval/results.json"),
-        samples=protected(directory(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/eval/samples")),
+        results=protected(layout.EVAL_RESULTS),
+        samples=protected(directory(layout.EVAL_SAMPLES)),
     params:
         tasks=STUDY.tasks,
-        test_files=get_test_files(),
-        benchmark_dirs=get_benchmark_dirs(),
+        test_files=TEST_FILES,
+        benchmark_dirs=EVAL_DATA_DIRS,
         evaluation=CFG["evaluation"],
-        archive=f"{RESULTS}/archive/{{model}}/{{stage}}/{{cell}}/eval",
+        archive=layout.EVAL_ARCHIVE,
     threads: THREADS
     log:
-        f"{LOGS}/evaluate/{{model}}/{{stage}}/{{cell}}.log",
+        f"{layout.LOGS}/evaluate/{layout.CELL}.log",
     benchmark:
-        f"{BENCH}/evaluate/{{model}}/{{stage}}/{{cell}}.tsv"
+        f"{layout.TIMINGS}/evaluate/{layout.CELL}.tsv"
     resources:
         mem_mb=model_resource_x_attempt("evaluate", "mem_mb"),
         runtime=model_resource_x_attempt("evaluate", "runtime"),

@@ -3,20 +3,20 @@
 
 rule plots:
     input:
-        scores=TABLES["scores"],
-        loss=TABLES["loss"],
-        slopes=ANALYSIS["slopes_csv"],
-        split=ANALYSIS["split_csv"],
+        scores=layout.TABLES["scores"],
+        loss=layout.TABLES["loss"],
+        slopes=layout.ANALYSIS["slopes_csv"],
+        split=layout.ANALYSIS["split_csv"],
         published=workflow.source_path("../reference/smoltulu_results.csv"),
-        reference=TABLES["reference_csv"],
+        reference=layout.TABLES["reference_csv"],
     output:
-        **reported(FIGURES, "Figures"),
+        **reported(layout.FIGURES, "Figures"),
     params:
         study=CFG["study"],
     log:
-        f"{LOGS}/plots.log",
+        f"{layout.LOGS}/plots.log",
     benchmark:
-        f"{BENCH}/plots.tsv"
+        f"{layout.TIMINGS}/plots.tsv"
     resources:
         mem_mb=2000,
         runtime=10,

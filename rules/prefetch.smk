@@ -5,16 +5,16 @@
 
 rule prefetch_model:
     output:
-        f"{RESULTS}/prefetch/models/{{model}}.json",
+        layout.PREFETCH_RECORD,
     wildcard_constraints:
-        model=model_names("hub"),
+        model=inputs.one_of(STUDY.locally_made("hub")),
     params:
         model_id=lambda w: STUDY.models[w.model]["id"],
         revision=lambda w: STUDY.models[w.model].get("revision"),
     log:
-        f"{LOGS}/prefetch/{{model}}.log",
+        f"{layout.LOGS}/prefetch/{{model}}.log",
     benchmark:
-        f"{BENCH}/prefetch/{{model}}.tsv"
+        f"{layout.TIMINGS}/prefetch/{{model}}.tsv"
     resources:
         mem_mb=2000,
         runtime=60,
@@ -26,15 +26,15 @@ rule prefetch_model:
 
 rule prefetch_benchmark:
     output:
-        directory(f"{BENCH_DATA}/{{task}}"),
+        directory(layout.TASK_EVAL_DATA),
     wildcard_constraints:
-        task="|".join(fetched_benchmarks()) or "(?!)",
+        task=inputs.one_of(inputs.fetched_eval_data(STUDY)),
     params:
         revision=lambda w: STUDY.tasks[w.task].get("revision"),
     log:
-        f"{LOGS}/prefetch/benchmark_{{task}}.log",
+        f"{layout.LOGS}/prefetch/benchmark_{{task}}.log",
     benchmark:
-        f"{BENCH}/prefetch/benchmark_{{task}}.tsv"
+        f"{layout.TIMINGS}/prefetch/benchmark_{{task}}.tsv"
     resources:
         mem_mb=4000,
         runtime=60,

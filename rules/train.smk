@@ -4,25 +4,25 @@
 
 rule train:
     input:
-        unpack(get_train_base_inputs),
-        data=f"{RESULTS}/data/{{stage}}_train.jsonl",
-        source=f"{RESULTS}/data/{{stage}}_train.source.json",
+        unpack(get_train_inputs),
+        data=layout.STAGE_DATA,
+        source=layout.STAGE_SOURCE,
     output:
-        model=trained_model_output(f"{RUNS}/{{model}}/{{stage}}/{{cell}}/model"),
-        run=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/run.json",
-        history=f"{RUNS}/{{model}}/{{stage}}/{{cell}}/log_history.json",
+        model=trained_model_output(layout.CELL_MODEL),
+        run=layout.RUN_JSON,
+        history=layout.HISTORY,
     wildcard_constraints:
-        stage=unpacked_stages(),
+        stage=inputs.unpacked_stages(STUDY),
     # two params, as before: Snakemake reruns a job whose recorded params differ, so their
     # shape stays what already-trained cells recorded
     params:
-        spec=lambda w: STUDY.training_spec(get_cell(w)),
+        spec=get_training_spec,
         base_model=get_base_model_ref,
     threads: THREADS
     log:
-        f"{LOGS}/train/{{model}}/{{stage}}/{{cell}}.log",
+        layout.TRAIN_LOG,
     benchmark:
-        f"{BENCH}/train/{{model}}/{{stage}}/{{cell}}.tsv"
+        f"{layout.TIMINGS}/train/{layout.CELL}.tsv"
     resources:
         # per model size from the study config; a job that failed for memory or time is
         # retried with more. On SLURM: sbatch --gpus=[MODEL:]N --cpus-per-gpu --mem -t
@@ -42,29 +42,29 @@ rule train:
 # rule per slot pattern of a packed stage (the head wildcard is the ratio: r1e-04).
 for _stage in STUDY.packed_stages():
     for _i, _slots in enumerate(STUDY.pack_slots(_stage)):
-        _names = [f"{{head}}_bs{bs}_s{seed}" for bs, seed in _slots]
+        _names = [cell_name("{head}", bs, seed) for bs, seed in _slots]
 
         rule:
             name:
                 f"train_pack_{_stage}_{_i}"
             input:
-                unpack(get_stage_data),
-                base=lambda w, s=_slots: get_pack_base_input(w, s),
-                prefetch=lambda w, s=_slots: get_pack_prefetch_input(w, s),
+                unpack(lambda w, s=_slots: get_pack_inputs(w, s)),
+                data=layout.STAGE_DATA,
+                source=layout.STAGE_SOURCE,
             output:
-                models=[trained_model_output(f"{RUNS}/{{model}}/{{stage}}/{n}/model") for n in _names],
-                runs=[f"{RUNS}/{{model}}/{{stage}}/{n}/run.json" for n in _names],
-                histories=[f"{RUNS}/{{model}}/{{stage}}/{n}/log_history.json" for n in _names],
+                models=[trained_model_output(layout.CELL_MODEL.replace("{cell}", n)) for n in _names],
+                runs=[layout.RUN_JSON.replace("{cell}", n) for n in _names],
+                histories=[layout.HISTORY.replace("{cell}", n) for n in _names],
             wildcard_constraints:
                 stage=re.escape(_stage),
-                head=r"(r|lr)[0-9.]+e[+-]\d+",
+                head=HEAD_PATTERN,
             params:
                 jobs=lambda w, s=_slots: get_pack_jobs(w, s),
             threads: THREADS * len(_slots)
             log:
-                pack=f"{LOGS}/train/{{model}}/{{stage}}/{{head}}_pack{_i}.log",
+                pack=f"{layout.LOGS}/train/{{model}}/{{stage}}/{{head}}_pack{_i}.log",
             benchmark:
-                f"{BENCH}/train/{{model}}/{{stage}}/{{head}}_pack{_i}.tsv"
+                f"{layout.TIMINGS}/train/{{model}}/{{stage}}/{{head}}_pack{_i}.tsv"
             resources:
                 # one GPU for the pack; host memory for K processes
                 mem_mb=model_resource_x_attempt("train", "mem_mb", factor=len(_slots)),

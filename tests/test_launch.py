@@ -9,8 +9,9 @@ import pytest
 
 from conftest import small_study, tiny_setup
 from workflow_scripts.config import load_study
-from workflow_scripts.launch import cell_job, run_cells, train_one
+from workflow_scripts.launch import run_cells, train_one
 from workflow_scripts.memory import choose_checkpointing, estimated_gpu_bytes
+from workflow_scripts.spec import cell_job
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from conftest import REPO, small_study, snakemake, tiny_setup, write_config
 from workflow_scripts.config import load_study
-from workflow_scripts.train import FAULT_KILL_AFTER_CHECKPOINT, train_cell
+from workflow_scripts.callbacks import FAULT_KILL_AFTER_CHECKPOINT
+from workflow_scripts.train import train_cell
 
 # CPU, fp32, same seed: resuming restores weights, optimizer, scheduler, RNG and the data
 # position exactly, so the only difference allowed is float summation order (none seen).

@@ -7,44 +7,16 @@ Errors raise :class:`ConfigError` whose message names the key, the value and the
 from __future__ import annotations
 
 import copy
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jsonschema
-import yaml
-
-from . import chat_template
-from .grid import Cell, expand_grid, make_cell, stage_kind
-from .memory import CHECKPOINTING_KEYS
-from .model_source import is_hub_model, is_local_path
-from .numbers import canonical, coerce_scientific
-from .recipes import RecipeError, check_recipe
-
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
-
-# Metrics each synthetic generator's lm-eval task reports (see lmeval_tasks.py).
-SYNTHETIC_METRICS = {
-    "arithmetic": ["exact_match,strict-match", "exact_match,flexible-extract"],
-    "compare": ["acc,none", "acc_norm,none"],
-    "sequence": ["acc,none", "acc_norm,none"],
-    "format": ["prompt_level_strict_acc,none"],
-}
-
-# Set per cell by the grid and the pipeline; a recipe that sets them is an error.
-GRID_OWNED_RECIPE_KEYS = {
-    "learning_rate": "{where}.grid (ratios or learning_rates)",
-    "per_device_train_batch_size": "{where}.micro_batch_size",
-    "gradient_accumulation_steps": "{where}.grid.batch_sizes (accumulation is derived)",
-    "seed": "{where}.seeds",
-    "data_seed": "{where}.seeds",
-    "output_dir": "nothing: the pipeline sets results/runs/<run id>/",
-    "max_steps": "{where}.train_examples or {where}.train_steps",
-    "use_cpu": "nothing: the device is chosen at run time",
-    "bf16": "nothing: bf16 is used on GPUs that support it, fp32 on CPU",
-    "fp16": "nothing: bf16 is used on GPUs that support it, fp32 on CPU",
-}
+from . import spec
+from .config_checks import check_semantics
+from .config_schema import ConfigError, validate_schema
+from .grid import Cell, expand_grid, make_cell
+from .model_source import is_hub_model
+from .numbers import coerce_scientific
 
 DEFAULTS = {
     "threads": 1,
@@ -62,10 +34,6 @@ RESOURCE_DEFAULTS = {
 STAGE_DEFAULTS = {"gpus": 1, "cells_per_gpu": 1, "recipe": {}, "divergence": {"max_loss_factor": 3.0}}
 
 
-class ConfigError(ValueError):
-    """A study config that cannot run; the message says which key and how to fix it."""
-
-
 def _merge_defaults(cfg: dict, defaults: dict) -> dict:
     out = copy.deepcopy(defaults)
     for k, v in cfg.items():
@@ -74,52 +42,6 @@ def _merge_defaults(cfg: dict, defaults: dict) -> dict:
         else:
             out[k] = v
     return out
-
-
-def _key(path) -> str:
-    s = ""
-    for p in path:
-        s += f"[{p}]" if isinstance(p, int) else (f".{p}" if s else str(p))
-    return s or "(top level)"
-
-
-def _schema_error_message(err: jsonschema.ValidationError) -> str:
-    key = _key(err.absolute_path)
-    if err.validator == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
-        return f"config error at {key}: {err.message}. Allowed keys here: {', '.join(allowed)}."
-    if err.validator == "oneOf" and key.endswith("grid"):
-        return (f"config error at {key}: give exactly one of 'ratios' or 'learning_rates' "
-                "(together with 'batch_sizes').")
-    if err.validator == "oneOf" and ".models" in f".{key}":
-        return f"config error at {key}: give exactly one of 'id' (hub id or local path), 'build' or 'gguf'."
-    if err.validator == "propertyNames" or (key == "stages" and err.validator == "pattern"):
-        return (f"config error at stages: {err.instance!r} is not a stage name; name stages sft or dpo, "
-                "optionally with a suffix for several of a kind (sft, dpo, dpo_1130).")
-    if err.validator == "oneOf" and key.endswith("parent"):
-        return (f"config error at {key}: name the parent SFT cell by exactly one of 'ratio' or "
-                "'learning_rate', plus 'batch_size' and 'seed'.")
-    if err.validator == "enum":
-        return f"config error at {key}: {err.instance!r} is not one of {err.validator_value}."
-    if err.validator in ("exclusiveMinimum", "minimum"):
-        return f"config error at {key}: {err.instance!r} must be > {err.validator_value}" + (
-            "" if err.validator == "exclusiveMinimum" else f" or = {err.validator_value}") + "."
-    if err.validator == "type":
-        hint = ""
-        if isinstance(err.instance, str):
-            hint = " (write numbers without quotes, e.g. 1e-4 or 0.0001)"
-        return f"config error at {key}: {err.instance!r} is not of type {err.validator_value}{hint}."
-    return f"config error at {key}: {err.message}."
-
-
-def validate_schema(cfg: dict) -> None:
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-    if errors:
-        # the deepest error under a oneOf is usually the helpful one
-        best = jsonschema.exceptions.best_match(errors)
-        raise ConfigError(_schema_error_message(best))
 
 
 @dataclass
@@ -178,44 +100,8 @@ class Study:
         return {name: t for name, t in self.tasks.items() if t.get("synthetic")}
 
     def training_spec(self, cell: Cell) -> dict:
-        """Everything that defines how one cell trains (the rule's params and run.json)."""
-        stage = self.config["stages"][cell.stage]
-        gpus = stage["gpus"]
-        micro = min(stage["micro_batch_size"], cell.batch_size // gpus) or 1
-        accumulation = cell.batch_size // (micro * gpus)
-        model = self.models[cell.model]
-        spec = {
-            "run_id": cell.run_id,
-            "model": cell.model,
-            "model_id": model.get("id"),
-            "model_revision": model.get("revision"),
-            "stage": cell.stage,
-            "stage_kind": stage_kind(cell.stage),
-            "parent_run_id": self.parent_of(cell),
-            "learning_rate": cell.learning_rate,
-            "effective_batch_size": cell.batch_size,
-            "ratio": cell.ratio,
-            "grid_kind": cell.grid_kind,
-            "seed": cell.seed,
-            "per_device_train_batch_size": micro,
-            "gradient_accumulation_steps": accumulation,
-            "gpus": gpus,
-            "train_examples": stage.get("train_examples"),
-            "dataset": stage["dataset"],
-            "recipe": stage["recipe"],
-            "divergence": stage["divergence"],
-            "checkpoint": stage.get("checkpoint"),
-        }
-        # only a model that names a template has the key: the spec of every cell trained
-        # before chat_template existed stays what it recorded (no retraining)
-        template = chat_template.spec_entry(model, self.base_dir)
-        if template is not None:
-            spec["chat_template"] = template
-        if stage.get("train_examples"):
-            spec["max_steps"] = math.ceil(stage["train_examples"] / cell.batch_size)
-        elif stage.get("train_steps"):
-            spec["max_steps"] = stage["train_steps"]
-        return spec
+        """Everything that defines how one cell trains (workflow_scripts/spec.py)."""
+        return spec.training_spec(self, cell)
 
 
 def find_parent(cells: list[Cell], model: str, parent: dict, key: str) -> Cell:
@@ -235,138 +121,6 @@ def find_parent(cells: list[Cell], model: str, parent: dict, key: str) -> Cell:
         f"Name one of its cells ({have or 'none'}), or add it to stages.{pstage}.grid.")
 
 
-def check_writable_dir(path: Path, key: str) -> None:
-    """Create ``path`` if needed and prove a file can be written there (root ignores modes)."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"config error at {key}: cannot write to {str(path)!r} ({e.strerror or e}). "
-                          "Give a folder you can write to.") from None
-
-
-def _semantic_checks(cfg: dict, base_dir: Path) -> None:
-    if cfg.get("cache_dir"):
-        check_writable_dir(base_dir / os.path.expanduser(cfg["cache_dir"]), "cache_dir")
-    names = [m["name"] for m in cfg["models"]]
-    for name in set(names):
-        if names.count(name) > 1:
-            raise ConfigError(f"config error at models: the name {name!r} is used twice; model names must be unique.")
-    for i, m in enumerate(cfg["models"]):
-        mid = m.get("id")
-        if mid and is_local_path(mid) and not (base_dir / os.path.expanduser(mid)).exists():
-            raise ConfigError(
-                f"config error at models[{i}].id: local model directory {mid!r} does not exist. "
-                "Fix the path, or give a hub id such as HuggingFaceTB/SmolLM2-135M.")
-        try:
-            chat_template.resolve(m, base_dir, key=f"models[{i}].chat_template")
-        except chat_template.ChatTemplateError as e:
-            raise ConfigError(str(e)) from None
-        if mid and chat_template.choice_of(m) == chat_template.TOKENIZER \
-                and chat_template.known_to_lack_template(str(base_dir / mid) if is_local_path(mid) else mid,
-                                                         m.get("revision")):
-            raise ConfigError(f"config error at models[{i}].chat_template: the tokenizer of {mid!r} has no chat "
-                              "template (a base model). Set chat_template: chatml for SmolLM2-style models, or a "
-                              "Jinja file.")
-        if "build" in m and chat_template.choice_of(m) != chat_template.TOKENIZER:
-            raise ConfigError(f"config error at models[{i}].chat_template: a built tiny model has its own "
-                              "word-level template and tokens; remove chat_template.")
-
-    for stage_name, stage in cfg["stages"].items():
-        where = f"stages.{stage_name}"
-        kind = stage_kind(stage_name)
-        if kind == "sft" and "parent" in stage:
-            raise ConfigError(f"config error at {where}.parent: only a DPO stage has a parent cell; "
-                              f"remove it, or name the stage dpo.")
-        if kind == "dpo":
-            if "parent" not in stage:
-                raise ConfigError(f"config error at {where}.parent: a DPO stage trains on top of one SFT cell; "
-                                  "add parent: {ratio: ..., batch_size: ..., seed: ...} naming it.")
-            pstage = stage["parent"].get("stage", "sft")
-            if pstage not in cfg["stages"] or stage_kind(pstage) != "sft":
-                sfts = [n for n in cfg["stages"] if stage_kind(n) == "sft"]
-                raise ConfigError(f"config error at {where}.parent.stage: {pstage!r} is not an SFT stage of "
-                                  f"this study (SFT stages: {sfts or 'none'}). Add it, or name one of these.")
-        grid = stage["grid"]
-        for key in ("ratios", "learning_rates", "batch_sizes"):
-            values = [canonical(v) for v in grid.get(key, [])]
-            dup = sorted({v for v in values if values.count(v) > 1})
-            if dup:
-                raise ConfigError(f"config error at {where}.grid.{key}: duplicate value(s) {dup}; "
-                                  "each grid cell must appear once.")
-        dup_seeds = sorted({s for s in stage["seeds"] if stage["seeds"].count(s) > 1})
-        if dup_seeds:
-            raise ConfigError(f"config error at {where}.seeds: duplicate seed(s) {dup_seeds}.")
-        gpus = stage.get("gpus", 1)
-        if stage.get("cells_per_gpu", 1) > 1 and gpus > 1:
-            raise ConfigError(f"config error at {where}.cells_per_gpu: packing several cells on one GPU and "
-                              f"training one cell on several GPUs ({where}.gpus = {gpus}) exclude each other; "
-                              "set one of them to 1.")
-        micro = stage["micro_batch_size"]
-        for bs in grid["batch_sizes"]:
-            per_device = min(micro, bs // gpus) if bs >= gpus else 0
-            if per_device == 0 or bs % (per_device * gpus):
-                raise ConfigError(
-                    f"config error at {where}.grid.batch_sizes: effective batch size {bs} is not a "
-                    f"multiple of {where}.micro_batch_size ({micro}) x {where}.gpus ({gpus}). "
-                    "Choose batch sizes that micro_batch_size x gpus divides, or a smaller micro_batch_size.")
-        for key, owner in GRID_OWNED_RECIPE_KEYS.items():
-            if key in stage.get("recipe", {}):
-                owner = owner.format(where=where)
-                raise ConfigError(f"config error at {where}.recipe.{key}: this is set per cell by {owner}; "
-                                  "remove it from the recipe.")
-        for key in CHECKPOINTING_KEYS:
-            value = stage.get("recipe", {}).get(key)
-            if key in stage.get("recipe", {}) and not isinstance(value, bool):
-                raise ConfigError(f"config error at {where}.recipe.{key}: {value!r} is not true or false. "
-                                  "Set true or false to force it, or leave the key out: the pipeline then "
-                                  "turns it on only when a cell would not fit in GPU memory.")
-        try:  # every key a TRL argument, the values and combinations TRL accepts (once per stage)
-            check_recipe(stage_name, stage)
-        except RecipeError as e:
-            raise ConfigError(str(e)) from None
-        ds = stage["dataset"]
-        if ds["source"] == "hub" and not ds.get("id"):
-            example = "allenai/tulu-3-sft-mixture" if kind == "sft" else "allenai/llama-3.1-tulu-3-8b-preference-mixture"
-            raise ConfigError(f"config error at {where}.dataset.id: a hub dataset needs an id, e.g. {example}.")
-        if ds["source"] == "synthetic" and not any(t.get("synthetic") for t in cfg["tasks"].values()):
-            raise ConfigError(f"config error at {where}.dataset.source: 'synthetic' training data is drawn "
-                              "from the synthetic tasks, but no task sets 'synthetic:'.")
-        if stage.get("train_examples") and stage.get("train_steps"):
-            raise ConfigError(f"config error at {where}.train_steps: set train_examples (examples fixed, "
-                              "steps vary with batch size) or train_steps (steps fixed), not both.")
-        if not (stage.get("train_examples") or stage.get("train_steps")) \
-                and "num_train_epochs" not in stage.get("recipe", {}):
-            raise ConfigError(f"config error at {where}.train_examples: set train_examples (examples per "
-                              f"cell), train_steps (steps per cell) or {where}.recipe.num_train_epochs.")
-
-    from .builtin_tasks import BUILTINS, builtin_metrics
-
-    for name, task in cfg["tasks"].items():
-        gen = task.get("synthetic")
-        if gen and task["metric"] not in SYNTHETIC_METRICS[gen]:
-            raise ConfigError(
-                f"config error at tasks.{name}.metric: {task['metric']!r} is not reported by the "
-                f"synthetic {gen!r} task; use one of {SYNTHETIC_METRICS[gen]}.")
-        if gen and task.get("data_dir"):
-            raise ConfigError(f"config error at tasks.{name}.data_dir: a synthetic task makes its own data; "
-                              "remove data_dir, or remove synthetic to run lm-eval's built-in task on it.")
-        if not gen:
-            if name not in BUILTINS:
-                raise ConfigError(
-                    f"config error at tasks.{name}: {name!r} is neither synthetic (set synthetic: ...) nor "
-                    f"one of the lm-eval built-in tasks this pipeline runs on local files: {sorted(BUILTINS)}.")
-            if task["metric"] not in builtin_metrics(name):
-                raise ConfigError(
-                    f"config error at tasks.{name}.metric: lm-eval's {name!r} does not report "
-                    f"{task['metric']!r}; use one of {list(builtin_metrics(name))}.")
-            if task.get("data_dir") and not (base_dir / os.path.expanduser(task["data_dir"])).is_dir():
-                raise ConfigError(f"config error at tasks.{name}.data_dir: {task['data_dir']!r} does not exist. "
-                                  "Fix the path, or remove data_dir to fetch the benchmark on the login node.")
-
-
 def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
     """Validate ``config`` (Snakemake's config dict) and expand its grid."""
     if not config:
@@ -378,7 +132,7 @@ def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
     cfg = _merge_defaults(cfg, DEFAULTS)
     for name in list(cfg["stages"]):
         cfg["stages"][name] = _merge_defaults(cfg["stages"][name], STAGE_DEFAULTS)
-    _semantic_checks(cfg, base_dir)
+    check_semantics(cfg, base_dir)
 
     for m in cfg["models"]:
         m["resources"] = _merge_defaults(m.get("resources", {}), RESOURCE_DEFAULTS)

@@ -20,14 +20,18 @@ from functools import cached_property
 
 from .numbers import canonical, fmt_num, parse_num
 
+# The parts of a run id, as regular expressions: the rules' wildcard constraints use these
+# (rules/common.smk), and so does parse_run_id; nowhere else spells them out.
+MODEL_PATTERN = r"[A-Za-z0-9._-]+"
+STAGE_PATTERN = r"(?:sft|dpo)(?:_[a-z0-9]+)?"  # schemas/config.schema.yaml mirrors it (tested)
+HEAD_PATTERN = r"(?:r|lr)[0-9.]+e[+-]\d+"  # the cell's ratio or learning rate: r1e-04, lr3e-04
+CELL_PATTERN = HEAD_PATTERN + r"_bs\d+_s\d+"  # a run id's last part: r1e-04_bs8_s0
+STAGE_KINDS = ("sft", "dpo")
+
 _CELL_RE = re.compile(
-    r"^(?P<model>[A-Za-z0-9._-]+)/(?P<stage>(?:sft|dpo)(?:_[a-z0-9]+)?)/"
+    rf"^(?P<model>{MODEL_PATTERN})/(?P<stage>{STAGE_PATTERN})/"
     r"(?P<kind>r|lr)(?P<value>[0-9.]+e[+-]\d+)_bs(?P<bs>\d+)_s(?P<seed>\d+)$"
 )
-
-
-STAGE_PATTERN = r"(?:sft|dpo)(?:_[a-z0-9]+)?"
-STAGE_KINDS = ("sft", "dpo")
 
 
 def stage_kind(stage: str) -> str:
@@ -82,7 +86,24 @@ def run_id(cell: Cell) -> str:
         head = f"r{fmt_num(cell.ratio)}"
     else:
         head = f"lr{fmt_num(cell.learning_rate)}"
-    return f"{cell.model}/{cell.stage}/{head}_bs{cell.batch_size}_s{cell.seed}"
+    return join_run_id(cell.model, cell.stage, cell_name(head, cell.batch_size, cell.seed))
+
+
+def cell_name(head: str, batch_size: int, seed: int) -> str:
+    """A run id's last part from its head (``r1e-04``), batch size and seed."""
+    return f"{head}_bs{batch_size}_s{seed}"
+
+
+def join_run_id(model: str, stage: str, name: str) -> str:
+    """``MODEL/STAGE/NAME``: a run id from its three parts (rule wildcards)."""
+    return f"{model}/{stage}/{name}"
+
+
+def split_run_id(text: str) -> tuple[str, str, str]:
+    """(model, stage, cell name) of a run id, checked."""
+    parse_run_id(text)
+    model, stage, name = text.split("/")
+    return model, stage, name
 
 
 def parse_run_id(text: str) -> Cell:

@@ -4,8 +4,8 @@ pack of K cells side by side on one GPU (``cells_per_gpu: K``).
 A 135M cell at a small batch leaves an H200 mostly idle; K cells sharing it train at
 several times the total throughput. A pack is one SLURM job; every cell in it still
 writes its own outputs (model, run.json with start and end times, log), so Snakemake
-knows which cells exist. Each cell is a job description (a dict, see :func:`cell_job`)
-that ``python -m workflow_scripts.launch JOB.json`` trains.
+knows which cells exist. Each cell is a job description (``spec.cell_job``) that
+``python -m workflow_scripts.launch JOB.json`` trains.
 """
 
 from __future__ import annotations
@@ -21,13 +21,6 @@ from pathlib import Path
 from .memory import plan_memory
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cell_job(spec: dict, base_model: str, train_file: str, out_dir: str, *, threads: int = 1,
-             data_source: str | None = None, prefetched: str | None = None, log: str | None = None) -> dict:
-    """Everything ``train_cell`` needs for one cell, as plain JSON."""
-    return {"spec": spec, "base_model": str(base_model), "train_file": str(train_file), "out_dir": str(out_dir),
-            "threads": threads, "data_source": data_source, "prefetched": prefetched, "log": log}
 
 
 def _free_port() -> int:

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from . import layout
 from .prefetch import cached_model
 
 
@@ -28,6 +29,31 @@ def made_locally(model: dict) -> bool:
 def is_hub_model(model: dict) -> bool:
     """Whether the model is fetched from the hub (rule prefetch_model) rather than found or made."""
     return bool(model.get("id")) and not is_local_path(model["id"])
+
+
+def base_model_ref(study, cell) -> str:
+    """What a cell of ``study`` (a config.Study) trains on top of, as rule train passes it:
+    the parent SFT cell's model folder (a DPO cell), the built or materialised base folder,
+    or the model's hub id or local path."""
+    parent = study.parent_of(cell)
+    if parent:
+        return layout.for_cell(layout.CELL_MODEL, parent)
+    model = study.models[cell.model]
+    return layout.fill(layout.BASE_MODEL, model=cell.model) if made_locally(model) else model["id"]
+
+
+def base_model_inputs(study, cell) -> list[str]:
+    """The base model as an input of the cell's job, when the workflow makes it (a parent
+    cell's model, a built or materialised base); a hub or local model is not ours."""
+    ref = base_model_ref(study, cell)
+    return [ref] if study.parent_of(cell) or made_locally(study.models[cell.model]) else []
+
+
+def prefetch_inputs(study, cell) -> list[str]:
+    """The login node's record of a hub base model (SFT cells of hub models only)."""
+    if study.parent_of(cell) or not is_hub_model(study.models[cell.model]):
+        return []
+    return [layout.fill(layout.PREFETCH_RECORD, model=cell.model)]
 
 
 def resolve_base_model(base_model: str, spec: dict, prefetched: str | Path | None = None) -> tuple[str, dict | None]:

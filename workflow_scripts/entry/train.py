@@ -4,7 +4,8 @@ from pathlib import Path
 sys.path.append(str(Path(__file__).resolve().parent))  # after the stdlib: no shadowing
 from _bootstrap import logged  # noqa: E402
 
-from workflow_scripts.launch import cell_job, train_one  # noqa: E402
+from workflow_scripts.launch import train_one  # noqa: E402
+from workflow_scripts.spec import cell_job  # noqa: E402
 
 with logged(snakemake, offline=True):  # noqa: F821
     out_dir = Path(snakemake.output.run).parent  # noqa: F821
