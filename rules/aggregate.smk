@@ -7,21 +7,21 @@ rule aggregate:
         published=workflow.source_path("../reference/smoltulu_results.csv"),
     output:
         **reported(layout.TABLES, "Tables", caption="../report/tables.rst"),
+    log:
+        f"{layout.LOGS}/aggregate.log",
+    benchmark:
+        f"{layout.TIMINGS}/aggregate.tsv"
+    conda:
+        "../envs/analysis.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         config=CFG,
         cells=AGGREGATE_CELLS,
         tasks=STUDY.tasks,
         study=CFG["study"],
         reference=CFG.get("reference", {}),
-    log:
-        f"{layout.LOGS}/aggregate.log",
-    benchmark:
-        f"{layout.TIMINGS}/aggregate.tsv"
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/analysis.yaml"
     script:
         "../workflow_scripts/entry/aggregate.py"
 
@@ -33,18 +33,18 @@ rule statistics:
         samples=get_sample_dirs,
     output:
         **reported(layout.ANALYSIS, "Statistics", caption="../report/statistics.rst"),
-    params:
-        cells=AGGREGATE_CELLS,
-        tasks=STUDY.tasks,
-        study=CFG["study"],
     log:
         f"{layout.LOGS}/statistics.log",
     benchmark:
         f"{layout.TIMINGS}/statistics.tsv"
+    conda:
+        "../envs/analysis.yaml"
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/analysis.yaml"
+    params:
+        cells=AGGREGATE_CELLS,
+        tasks=STUDY.tasks,
+        study=CFG["study"],
     script:
         "../workflow_scripts/entry/analyze.py"

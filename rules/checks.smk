@@ -11,8 +11,17 @@ rule check_prompts:
         unpack(get_check_prompts_inputs),
     output:
         layout.PROMPT_CHECK,
+    log:
+        f"{layout.LOGS}/checks/prompts_{{model}}.log",
+    benchmark:
+        f"{layout.TIMINGS}/checks/prompts_{{model}}.tsv"
     wildcard_constraints:
         model=inputs.one_of(STUDY.models if BUILTIN_TASKS else []),
+    conda:
+        "../envs/eval.yaml"
+    resources:
+        mem_mb=8000,
+        runtime=60,
     params:
         # what the measurement depends on (not the model's SLURM resources)
         model=lambda w: {k: v for k, v in STUDY.models[w.model].items() if k != "resources"},
@@ -21,14 +30,5 @@ rule check_prompts:
         tasks={name: STUDY.tasks[name] for name in BUILTIN_TASKS},
         benchmark_dirs=EVAL_DATA_DIRS,
         evaluation={k: CFG["evaluation"][k] for k in ("max_length", "apply_chat_template", "limit", "backend")},
-    log:
-        f"{layout.LOGS}/checks/prompts_{{model}}.log",
-    benchmark:
-        f"{layout.TIMINGS}/checks/prompts_{{model}}.tsv"
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    conda:
-        "../envs/eval.yaml"
     script:
         "../workflow_scripts/entry/check_prompts.py"

@@ -11,16 +11,16 @@ rule plots:
         reference=layout.TABLES["reference_csv"],
     output:
         **reported(layout.FIGURES, "Figures"),
-    params:
-        study=CFG["study"],
     log:
         f"{layout.LOGS}/plots.log",
     benchmark:
         f"{layout.TIMINGS}/plots.tsv"
+    conda:
+        "../envs/analysis.yaml"
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/analysis.yaml"
+    params:
+        study=CFG["study"],
     script:
         "../workflow_scripts/entry/plots.py"

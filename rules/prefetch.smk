@@ -6,20 +6,20 @@
 rule prefetch_model:
     output:
         layout.PREFETCH_RECORD,
-    wildcard_constraints:
-        model=inputs.one_of(STUDY.locally_made("hub")),
-    params:
-        model_id=lambda w: STUDY.models[w.model]["id"],
-        revision=lambda w: STUDY.models[w.model].get("revision"),
     log:
         f"{layout.LOGS}/prefetch/{{model}}.log",
     benchmark:
         f"{layout.TIMINGS}/prefetch/{{model}}.tsv"
+    wildcard_constraints:
+        model=inputs.one_of(STUDY.locally_made("hub")),
+    conda:
+        "../envs/train.yaml"
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        "../envs/train.yaml"
+    params:
+        model_id=lambda w: STUDY.models[w.model]["id"],
+        revision=lambda w: STUDY.models[w.model].get("revision"),
     script:
         "../workflow_scripts/entry/prefetch_model.py"
 
@@ -27,19 +27,19 @@ rule prefetch_model:
 rule prefetch_benchmark:
     output:
         directory(layout.TASK_EVAL_DATA),
-    wildcard_constraints:
-        task=inputs.one_of(inputs.fetched_eval_data(STUDY)),
-    params:
-        revision=lambda w: STUDY.tasks[w.task].get("revision"),
     log:
         f"{layout.LOGS}/prefetch/benchmark_{{task}}.log",
     benchmark:
         f"{layout.TIMINGS}/prefetch/benchmark_{{task}}.tsv"
+    wildcard_constraints:
+        task=inputs.one_of(inputs.fetched_eval_data(STUDY)),
+    conda:
+        "../envs/eval.yaml"
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/eval.yaml"
+    params:
+        revision=lambda w: STUDY.tasks[w.task].get("revision"),
     script:
         "../workflow_scripts/entry/prefetch_benchmark.py"
 

@@ -11,28 +11,28 @@ rule train:
         model=trained_model_output(layout.CELL_MODEL),
         run=layout.RUN_JSON,
         history=layout.HISTORY,
-    wildcard_constraints:
-        stage=inputs.unpacked_stages(STUDY),
-    # two params, as before: Snakemake reruns a job whose recorded params differ, so their
-    # shape stays what already-trained cells recorded
-    params:
-        spec=get_training_spec,
-        base_model=get_base_model_ref,
-    threads: THREADS
     log:
         layout.TRAIN_LOG,
     benchmark:
         f"{layout.TIMINGS}/train/{layout.CELL}.tsv"
+    wildcard_constraints:
+        stage=inputs.unpacked_stages(STUDY),
+    conda:
+        "../envs/train.yaml"
+    threads: THREADS
     resources:
+        **gpu_model_resource("train"),
         # per model size from the study config; a job that failed for memory or time is
         # retried with more. On SLURM: sbatch --gpus=[MODEL:]N --cpus-per-gpu --mem -t
         mem_mb=model_resource_x_attempt("train", "mem_mb"),
         runtime=model_resource_x_attempt("train", "runtime"),
         gpu=train_gpus(),
         cpus_per_gpu=model_resource("train", "cpus_per_gpu"),
-        **gpu_model_resource("train"),
-    conda:
-        "../envs/train.yaml"
+    # two params, as before: Snakemake reruns a job whose recorded params differ, so their
+    # shape stays what already-trained cells recorded
+    params:
+        spec=get_training_spec,
+        base_model=get_base_model_ref,
     script:
         "../workflow_scripts/entry/train.py"
 
@@ -55,24 +55,24 @@ for _stage in STUDY.packed_stages():
                 models=[trained_model_output(layout.CELL_MODEL.replace("{cell}", n)) for n in _names],
                 runs=[layout.RUN_JSON.replace("{cell}", n) for n in _names],
                 histories=[layout.HISTORY.replace("{cell}", n) for n in _names],
-            wildcard_constraints:
-                stage=re.escape(_stage),
-                head=HEAD_PATTERN,
-            params:
-                jobs=lambda w, s=_slots: get_pack_jobs(w, s),
-            threads: THREADS * len(_slots)
             log:
                 pack=f"{layout.LOGS}/train/{{model}}/{{stage}}/{{head}}_pack{_i}.log",
             benchmark:
                 f"{layout.TIMINGS}/train/{{model}}/{{stage}}/{{head}}_pack{_i}.tsv"
+            wildcard_constraints:
+                stage=re.escape(_stage),
+                head=HEAD_PATTERN,
+            conda:
+                "../envs/train.yaml"
+            threads: THREADS * len(_slots)
             resources:
+                **gpu_model_resource("train"),
                 # one GPU for the pack; host memory for K processes
                 mem_mb=model_resource_x_attempt("train", "mem_mb", factor=len(_slots)),
                 runtime=model_resource_x_attempt("train", "runtime"),
                 gpu=1,
                 cpus_per_gpu=lambda w, k=len(_slots): STUDY.resources(w.model, "train")["cpus_per_gpu"] * k,
-                **gpu_model_resource("train"),
-            conda:
-                "../envs/train.yaml"
+            params:
+                jobs=lambda w, s=_slots: get_pack_jobs(w, s),
             script:
                 "../workflow_scripts/entry/train_pack.py"
