@@ -14,6 +14,9 @@ Inputs are the files the train and evaluate rules wrote; nothing is recomputed h
 * ``loss.csv``  training loss by optimizer step and examples seen, per run
 * ``runs.csv``  one row per run: hyperparameters, steps, examples seen, loss (times stay in
   run.json and the benchmark files, so that the same study gives byte-identical tables)
+
+A cell's columns (model, stage, learning rate, batch size, ratio, seed) are the values its
+``run.json`` recorded (``spec``), not re-derived from the run id.
 """
 
 from __future__ import annotations
@@ -31,12 +34,30 @@ from .numbers import fmt_num
 from .reference import reference_table
 
 CELL_COLUMNS = ["model", "stage", "run_id", "learning_rate", "batch_size", "ratio", "seed"]
+# table column -> the key of run.json's ``spec`` that recorded it (spec.training_spec)
+SPEC_KEYS = {"model": "model", "stage": "stage", "learning_rate": "learning_rate",
+             "batch_size": "effective_batch_size", "ratio": "ratio", "seed": "seed"}
 
 
-def _cell_columns(run_id: str) -> dict:
-    c = parse_run_id(run_id)
-    return {"model": c.model, "stage": c.stage, "run_id": run_id, "learning_rate": c.learning_rate,
-            "batch_size": c.batch_size, "ratio": c.ratio, "seed": c.seed}
+def _read_json(path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _cell_columns(run_id: str, run: dict | None = None) -> dict:
+    """A cell's identifying columns, as its run.json recorded them (``spec``).
+
+    A run.json written before its spec recorded a field (or a record without a spec) falls
+    back, field by field, on the value the run id encodes, which is the value the cell was
+    trained with (grid.parse_run_id makes the same canonical floats as the spec)."""
+    spec = (run or {}).get("spec") or {}
+    if spec.get("run_id", run_id) != run_id:
+        raise ValueError(f"{run_id}: its run.json records the cell {spec['run_id']!r}")
+    out = {"run_id": run_id, **{col: spec.get(key) for col, key in SPEC_KEYS.items()}}
+    if any(v is None for v in out.values()):  # an old run.json: the run id fills the gaps
+        cell = parse_run_id(run_id)
+        out = {col: getattr(cell, col) if v is None else v for col, v in out.items()}
+    return {col: out[col] for col in CELL_COLUMNS}
 
 
 def truncated_counts(results: dict) -> dict | None:
@@ -50,7 +71,7 @@ def truncated_counts(results: dict) -> dict | None:
 
 def score_rows(run_id: str, run: dict, results: dict, tasks: dict) -> list[dict]:
     """Tidy rows for one evaluated cell."""
-    base = _cell_columns(run_id)
+    base = _cell_columns(run_id, run)
     status = run.get("status", "ok")
     base.update({"parent": run.get("spec", {}).get("parent_run_id") or "",
                  "optimizer_steps": run.get("optimizer_steps"), "examples_seen": run.get("examples_seen"),
@@ -87,11 +108,7 @@ def score_rows(run_id: str, run: dict, results: dict, tasks: dict) -> list[dict]
 def scores_table(cells: list[dict], tasks: dict) -> pd.DataFrame:
     rows = []
     for c in cells:
-        with open(c["run_json"]) as f:
-            run = json.load(f)
-        with open(c["eval_json"]) as f:
-            results = json.load(f)
-        rows.extend(score_rows(c["run_id"], run, results, tasks))
+        rows.extend(score_rows(c["run_id"], _read_json(c["run_json"]), _read_json(c["eval_json"]), tasks))
     df = pd.DataFrame(rows)
     if "truncated" in df:  # appended last; empty (not 0) where an evaluation did not count
         df["truncated"] = df.pop("truncated").astype("Int64")
@@ -131,9 +148,8 @@ def markdown_table(df: pd.DataFrame, caption: str) -> str:
 def loss_table(cells: list[dict]) -> pd.DataFrame:
     rows = []
     for c in cells:
-        with open(c["history_json"]) as f:
-            history = json.load(f)
-        cols = _cell_columns(c["run_id"])
+        history = _read_json(c["history_json"])
+        cols = _cell_columns(c["run_id"], _read_json(c["run_json"]))
         for h in history:
             if "loss" in h:
                 rows.append({**cols, "step": h["step"], "examples_seen": h["step"] * cols["batch_size"],
@@ -144,10 +160,9 @@ def loss_table(cells: list[dict]) -> pd.DataFrame:
 def runs_table(cells: list[dict]) -> pd.DataFrame:
     rows = []
     for c in cells:
-        with open(c["run_json"]) as f:
-            run = json.load(f)
+        run = _read_json(c["run_json"])
         spec = run["spec"]
-        rows.append({**_cell_columns(c["run_id"]),
+        rows.append({**_cell_columns(c["run_id"], run),
                      "per_device_train_batch_size": spec["per_device_train_batch_size"],
                      "gradient_accumulation_steps": spec["gradient_accumulation_steps"],
                      "gpus": spec["gpus"], "optimizer_steps": run["optimizer_steps"],
