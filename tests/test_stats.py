@@ -270,6 +270,41 @@ def test_ratio_invariance_not_estimable_designs():
     assert res["verdict"][0] != "not estimable" and np.isfinite(res["k"][0])
 
 
+# ------------------------------------------------------------------ exact grid values
+
+def _grid_scores(lrs, batch_sizes, value):
+    rows = [{"model": "m", "stage": "sft", "run_id": f"m/sft/lr{lr}_bs{bs}_s{seed}", "learning_rate": lr,
+             "batch_size": bs, "seed": seed, "task": "t", "category": "reasoning", "primary": True,
+             "value": value(lr, bs, seed)}
+            for lr in lrs for bs in batch_sizes for seed in (0, 1)]
+    return pd.DataFrame(rows)
+
+
+def test_grid_values_group_exactly_with_no_tolerance():
+    """Two ratios 1e-5 apart (relative) are two grid values, however close: the tables keep
+    every float, so no rounding has to be undone by a tolerance."""
+    close = 1.00001e-4
+    scores = _grid_scores([1e-4 * 8, close * 8, 1e-3 * 8], [8],
+                          lambda lr, bs, seed: 0.9 if lr == close * 8 else 0.3 + 0.01 * seed)
+    scores["ratio"] = scores["learning_rate"] / scores["batch_size"]
+    res = stats.task_slopes(scores, None, n_boot=50, seed=0).iloc[0]
+    assert res["best_ratio"] == close * 8 / 8  # the exact grid value, not its neighbour
+    assert res["best_ratio_lo"] == res["best_ratio_hi"] == close * 8 / 8
+    # one seed: runs are resampled within each ratio, and each of the three ratios is one stratum
+    one = stats.task_slopes(scores[scores["seed"] == 0], None, n_boot=50, seed=0).iloc[0]
+    assert one["resampled"] == "none" and math.isnan(one["slope_lo"])
+
+
+def test_a_derived_ratio_is_canonical_so_equal_ratios_group():
+    """lr 3e-4 / bs 3 is 9.999999999999999e-05 and lr 7e-4 / bs 7 is 1e-04 in binary floating
+    point; a ratio derived from the learning rate is canonical, so they are one grid ratio."""
+    assert 3e-4 / 3 != 7e-4 / 7
+    scores = _grid_scores([3e-4, 7e-4], [3, 7], lambda lr, bs, seed: 0.5 + 0.1 * math.log10(lr / bs) + 0.01 * seed)
+    res = stats.ratio_invariance(scores, None, n_boot=20)  # no ratio column: derived
+    assert res["verdict"][0] != "not estimable", res["reason"][0]
+    assert res["n_batch_sizes"][0] == 2
+
+
 # ------------------------------------------------------------------ exclusions
 
 def test_excluded_cells_are_counted_not_filled():

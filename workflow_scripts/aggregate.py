@@ -16,7 +16,10 @@ Inputs are the files the train and evaluate rules wrote; nothing is recomputed h
   run.json and the benchmark files, so that the same study gives byte-identical tables)
 
 A cell's columns (model, stage, learning rate, batch size, ratio, seed) are the values its
-``run.json`` recorded (``spec``), not re-derived from the run id.
+``run.json`` recorded (``spec``), not re-derived from the run id. CSV tables carry every float
+at full precision (Python's repr: ``float(text) == value``), so a grid value reads back as
+the very float that named the cell and statistics group grid values exactly; LaTeX and
+Markdown round for reading.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ CELL_COLUMNS = ["model", "stage", "run_id", "learning_rate", "batch_size", "rati
 # table column -> the key of run.json's ``spec`` that recorded it (spec.training_spec)
 SPEC_KEYS = {"model": "model", "stage": "stage", "learning_rate": "learning_rate",
              "batch_size": "effective_batch_size", "ratio": "ratio", "seed": "seed"}
+# how every float of a CSV table is written: None is pandas' repr, which reads back exactly;
+# freeze.verify still regenerates at the old "%.6g" to check sets frozen before full precision
+CSV_FLOAT_FORMAT = None
 
 
 def _read_json(path) -> dict:
@@ -172,9 +178,9 @@ def runs_table(cells: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _write_csv(df: pd.DataFrame, path) -> None:
+def _write_csv(df: pd.DataFrame, path, float_format: str | None = CSV_FLOAT_FORMAT) -> None:
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g")
+        df.to_csv(tmp, index=False, float_format=float_format)
 
 
 def pivot_latex(piv: pd.DataFrame, study: str) -> str:
@@ -186,10 +192,11 @@ def pivot_latex(piv: pd.DataFrame, study: str) -> str:
                          label=f"tab:{study}-pivot", escape=True)
 
 
-def write_reference(scores: pd.DataFrame, published_csv, pairs: dict, study: str, outputs: dict) -> pd.DataFrame:
+def write_reference(scores: pd.DataFrame, published_csv, pairs: dict, study: str, outputs: dict,
+                    float_format: str | None = CSV_FLOAT_FORMAT) -> pd.DataFrame:
     """Named cells beside the published scores (empty, with the columns, when none are named)."""
     ref = reference_table(scores, pd.read_csv(published_csv), pairs or {})
-    _write_csv(ref, outputs["reference_csv"])
+    _write_csv(ref, outputs["reference_csv"], float_format)
     caption = (f"Named cells of {study} beside the published SmolTulu scores (%); published: lighteval, "
                "ours: lm-eval")
     with atomic_path(outputs["reference_tex"]) as tmp:
@@ -202,29 +209,31 @@ def write_reference(scores: pd.DataFrame, published_csv, pairs: dict, study: str
 
 
 def write_tables(cells: list[dict], tasks: dict, study: str, outputs: dict, config: dict | None = None,
-                 published_csv=None, reference: dict | None = None) -> dict:
+                 published_csv=None, reference: dict | None = None,
+                 float_format: str | None = CSV_FLOAT_FORMAT) -> dict:
     """Build every table; ``outputs`` maps scores/pivot_csv/pivot_tex/loss/runs(/config,
-    /reference_*) to paths."""
+    /reference_*) to paths. ``float_format``: how CSV floats are written (None: exactly;
+    freeze.verify passes the old "%.6g" for sets frozen at that precision)."""
     scores = scores_table(cells, tasks)
     piv = pivot_table(scores)
-    _write_csv(scores, outputs["scores"])
-    _write_csv(piv, outputs["pivot_csv"])
+    _write_csv(scores, outputs["scores"], float_format)
+    _write_csv(piv, outputs["pivot_csv"], float_format)
     with atomic_path(outputs["pivot_tex"]) as tmp:
         tmp.write_text(pivot_latex(piv, study))
     with atomic_path(outputs["pivot_md"]) as tmp:
         tmp.write_text(markdown_table(piv, f"Primary score by task and LR/BS ratio ({study})"))
     wide = cells_table(scores)
-    _write_csv(wide, outputs["cells_csv"])
+    _write_csv(wide, outputs["cells_csv"], float_format)
     caption = f"Primary score of every cell ({study}); empty: not scored (diverged)"
     with atomic_path(outputs["cells_tex"]) as tmp:
         tmp.write_text(wide.drop(columns=["model", "stage"]).to_latex(
             index=False, float_format="%.3g", na_rep="--", caption=caption, label=f"tab:{study}-cells"))
     with atomic_path(outputs["cells_md"]) as tmp:
         tmp.write_text(markdown_table(wide, caption))
-    _write_csv(loss_table(cells), outputs["loss"])
-    _write_csv(runs_table(cells), outputs["runs"])
+    _write_csv(loss_table(cells), outputs["loss"], float_format)
+    _write_csv(runs_table(cells), outputs["runs"], float_format)
     if published_csv is not None and "reference_csv" in outputs:
-        write_reference(scores, published_csv, reference, study, outputs)
+        write_reference(scores, published_csv, reference, study, outputs, float_format)
     if config is not None and "config" in outputs:
         with atomic_path(outputs["config"]) as tmp:
             tmp.write_text("# the study config as validated and completed with defaults\n"

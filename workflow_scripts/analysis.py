@@ -11,7 +11,8 @@ Writes, each as CSV, LaTeX (booktabs) and Markdown:
 
 and ``analysis.md``: the three tables plus plain sentences (what the grid held fixed, what
 was excluded, what the split says). The numbers come from :mod:`workflow_scripts.stats`;
-the prose about them lives here.
+the prose about them lives here. CSV keeps every float at full precision (it reads back as
+the same float); LaTeX and Markdown round for reading.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _fmt_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def _write(df: pd.DataFrame, stem: str, outputs: dict, caption: str) -> str:
     with atomic_path(outputs[f"{stem}_csv"]) as tmp:
-        df.to_csv(tmp, index=False, float_format="%.6g")
+        df.to_csv(tmp, index=False)  # every float as repr: it reads back exactly
     shown = _fmt_table(df)
     with atomic_path(outputs[f"{stem}_tex"]) as tmp:
         tmp.write_text(shown.to_latex(index=False, caption=caption, label=f"tab:{stem}", escape=True))

@@ -9,13 +9,22 @@ hyperparameters), package versions, git commit, a hash of each lm-eval task defi
 lm-eval recorded it, and the model and dataset revisions and hashes. An existing tag is
 never overwritten. ``verify`` rebuilds the tables from the raw per-cell outputs listed in the
 manifest and fails, naming each differing file and cell, if anything differs.
+
+Tables are compared byte for byte at the precision the frozen file carries. CSV tables are
+written at full precision (every float reads back exactly); sets frozen before that carry
+floats at six significant digits (``%.6g``). A frozen CSV none of whose floats has more
+digits than that is also accepted when it equals the tables regenerated at ``%.6g``, so such
+a set still verifies, and any change a six-digit table can show is still caught (a change
+beyond the sixth significant digit is not: that file never recorded it).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
+import math
 import re
 import shutil
 import sys
@@ -33,6 +42,7 @@ TABLE_NAMES = {"scores": "scores.csv", "pivot_csv": "pivot.csv", "pivot_tex": "p
                "pivot_md": "pivot.md", "cells_csv": "cells.csv", "cells_tex": "cells.tex", "cells_md": "cells.md",
                "loss": "loss.csv", "runs": "runs.csv"}
 CELL_KEY = ["run_id", "task", "metric"]
+LEGACY_FLOAT_FORMAT = "%.6g"  # how CSV tables wrote floats before full precision
 MODEL_METADATA_KEYS = {"pretrained", "dtype", "revision", "device", "max_length", "batch_size"}
 
 
@@ -109,6 +119,29 @@ def _diff_scores(frozen: pd.DataFrame, fresh: pd.DataFrame) -> list[str]:
     return out
 
 
+def at_legacy_precision(path: str | Path) -> bool:
+    """True when no float of the CSV file carries more digits than LEGACY_FLOAT_FORMAT wrote
+    (integers and words carry no float precision; a table with no float at all is True)."""
+    with open(path, newline="") as f:
+        for row in csv.reader(f):
+            for field in row:
+                try:
+                    value = float(field)
+                except ValueError:
+                    continue
+                if math.isfinite(value) and float(LEGACY_FLOAT_FORMAT % value) != value:
+                    return False
+    return True
+
+
+def _regenerate(cells: list[dict], manifest: dict, folder: Path, float_format: str | None) -> dict:
+    """The tables of the manifest's cells, written under ``folder``; key -> path."""
+    folder.mkdir()
+    outputs = {k: str(folder / n) for k, n in TABLE_NAMES.items()}
+    write_tables(cells, manifest["tasks"], manifest["study"], outputs, float_format=float_format)
+    return outputs
+
+
 def verify(tag: str, root: str | Path = ".") -> list[str]:
     """Regenerate the tables from raw outputs; return the differences (empty: verified)."""
     root = Path(root)
@@ -120,13 +153,18 @@ def verify(tag: str, root: str | Path = ".") -> list[str]:
     problems = [f"{rel}: sha256 differs from MANIFEST.json (the frozen copy was edited)"
                 for rel, h in manifest["files"].items() if sha256_file(dest / rel) != h]
     cells = [cell_files(c["run_id"], root) for c in manifest["grid"]]
+    tables = dest / "tables"
+    legacy = {n for n in TABLE_NAMES.values() if n.endswith(".csv") and at_legacy_precision(tables / n)}
     with tempfile.TemporaryDirectory() as tmp:
-        outputs = {k: str(Path(tmp) / n) for k, n in TABLE_NAMES.items()}
-        write_tables(cells, manifest["tasks"], manifest["study"], outputs)
-        frozen_scores = pd.read_csv(dest / "tables" / "scores.csv")
-        problems += _diff_scores(frozen_scores, pd.read_csv(outputs["scores"]))
+        fresh = _regenerate(cells, manifest, Path(tmp) / "full", None)
+        old = _regenerate(cells, manifest, Path(tmp) / "legacy", LEGACY_FLOAT_FORMAT) if legacy else {}
+        # the scores cell by cell, both sides at the precision of the frozen file
+        now = old["scores"] if "scores.csv" in legacy else fresh["scores"]
+        problems += _diff_scores(pd.read_csv(tables / "scores.csv"), pd.read_csv(now))
         for key, name in TABLE_NAMES.items():
-            if Path(outputs[key]).read_bytes() != (dest / "tables" / name).read_bytes():
+            frozen = (tables / name).read_bytes()
+            if Path(fresh[key]).read_bytes() != frozen and not (
+                    name in legacy and Path(old[key]).read_bytes() == frozen):
                 problems.append(f"{name}: regenerated table differs from results/frozen/{tag}/tables/{name}")
     return problems
 

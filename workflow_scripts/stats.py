@@ -10,7 +10,10 @@ Inputs
     metric with (at least) ``model, stage, run_id, batch_size, seed, task, category, primary,
     value`` and ``ratio`` and/or ``learning_rate``. Only rows with ``primary == True`` are
     used (one per run and task). A *cell* below is one such row: one trained run scored on
-    one task.
+    one task. Grid values (ratio, learning rate, batch size) are grouped by exact equality:
+    they are canonical floats (:func:`workflow_scripts.numbers.canonical`), and the tables
+    write every float so that it reads back to the same float. A ratio or learning rate
+    derived from the other is made canonical the same way.
 ``items``
     Optional per-item scores, a DataFrame with columns ``run_id, task, doc_id, score`` (0/1 or
     fractional), built by the caller from lm-eval's sample files. ``doc_id`` must name the
@@ -79,6 +82,8 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from .numbers import canonical
+
 CATEGORIES = ("reasoning", "pattern")
 NORMALISERS = ("item_sd", "cell_sd", "none")
 SLOPE_COLUMNS = ["model", "stage", "task", "category", "slope", "slope_lo", "slope_hi", "best_ratio",
@@ -88,7 +93,6 @@ SPLIT_COLUMNS = ["model", "stage", "split", "split_lo", "split_hi", "p_value", "
 INVARIANCE_COLUMNS = ["model", "stage", "task", "category", "a", "b", "k", "k_lo", "k_hi", "rss_ratio",
                       "rss_sqrt", "rss_free", "verdict", "reason", "n_cells", "n_batch_sizes", "n_excluded",
                       "resampled"]
-_GAP = 1e-4  # two log10 values closer than this are the same grid value (CSV keeps 6 digits)
 
 __all__ = ["task_slopes", "split_statistic", "ratio_invariance", "CATEGORIES",
            "NORMALISERS", "SLOPE_COLUMNS", "SPLIT_COLUMNS", "INVARIANCE_COLUMNS"]
@@ -107,17 +111,12 @@ def _sorted(values) -> list:
         return sorted(values, key=lambda v: (type(v).__name__, str(v)))
 
 
-def _cluster(logs: np.ndarray) -> np.ndarray:
-    """Integer codes for log10 values, equal where values are equal up to _GAP (sorted)."""
-    order = np.argsort(logs, kind="stable")
-    codes = np.empty(len(logs), dtype=int)
-    code, prev = -1, -np.inf
-    for i in order:
-        if logs[i] - prev > _GAP:
-            code += 1
-        codes[i] = code
-        prev = logs[i]
-    return codes
+def _codes(values: np.ndarray) -> np.ndarray:
+    """Integer codes of grid values (ratio, learning rate, batch size), in ascending order of
+    the values; equal codes for equal values, compared exactly: grid values are canonical
+    floats (numbers.canonical) and the tables write every float so that it reads back
+    exactly, so one grid value is one float."""
+    return np.unique(np.asarray(values, dtype=float), return_inverse=True)[1].reshape(-1)
 
 
 def _as_bool(s: pd.Series) -> pd.Series:
@@ -136,10 +135,11 @@ def _primary_cells(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise KeyError("scores needs a ratio or a learning_rate column")
     prim = scores[_as_bool(scores["primary"])].copy()
     bs = prim["batch_size"].astype(float)
+    # a derived grid value is canonical, as grid.Cell makes it, so that it groups exactly
     if "ratio" not in prim.columns:
-        prim["ratio"] = prim["learning_rate"].astype(float) / bs
+        prim["ratio"] = (prim["learning_rate"].astype(float) / bs).map(canonical)
     if "learning_rate" not in prim.columns:
-        prim["learning_rate"] = prim["ratio"].astype(float) * bs
+        prim["learning_rate"] = (prim["ratio"].astype(float) * bs).map(canonical)
     prim["value"] = pd.to_numeric(prim["value"], errors="coerce")
     bad = prim["value"].isna()
     for col in ("ratio", "learning_rate", "batch_size"):
@@ -207,6 +207,8 @@ class _Task:
         self.u = cols["u"][rows]
         self.v = cols["v"][rows]
         self.ratio = cols["ratio"][rows]
+        self.lr = cols["learning_rate"][rows]
+        self.bs = cols["batch_size"][rows]
         self.mat = mat
         if mat is not None:
             with np.errstate(invalid="ignore"):
@@ -261,7 +263,8 @@ class _ScoreGroups:
             sizes.append(len(rows))
         mats = _item_matrices(items, cells, gcode, local, sizes) if items is not None else [None] * len(gkeys)
         cols = {c: cells[c].to_numpy(dtype=object) for c in ("run_id", "seed")}
-        cols.update({c: cells[c].to_numpy(dtype=float) for c in ("x", "u", "v", "ratio", "value")})
+        cols.update({c: cells[c].to_numpy(dtype=float) for c in ("x", "u", "v", "ratio", "learning_rate", "batch_size",
+                                                               "value")})
         self.tasks: dict[tuple, _Task] = {}
         for g, k in enumerate(gkeys):
             rows = idx.get(k, np.array([], dtype=int))
@@ -278,11 +281,11 @@ class _ScoreGroups:
         B = self.n_boot
         first: dict = {}
         for t in tasks:
-            for r, sd, x in zip(t.run_ids, t.seeds, t.x):
-                first.setdefault(r, (x, sd))
+            for r, sd, ratio in zip(t.run_ids, t.seeds, t.ratio):
+                first.setdefault(r, (ratio, sd))
         run_ids = sorted(first, key=lambda r: (first[r][0], str(first[r][1]), str(r)))
         run_seed = np.array([first[r][1] for r in run_ids], dtype=object)
-        run_x = np.array([first[r][0] for r in run_ids], dtype=float)
+        run_ratio = np.array([first[r][0] for r in run_ids], dtype=float)
         seeds = np.array(_sorted(set(run_seed)), dtype=object)
         rng = np.random.default_rng([self.seed, _hash(ms[0]), _hash(ms[1])])
         parts = []
@@ -297,7 +300,7 @@ class _ScoreGroups:
             run_w, parts = np.ones((B, len(run_ids))), ["items"]
         else:
             run_w = np.zeros((B, len(run_ids)))
-            strata = _cluster(run_x)
+            strata = _codes(run_ratio)
             for s in np.unique(strata):
                 cols = np.flatnonzero(strata == s)
                 run_w[:, cols] = rng.multinomial(len(cols), np.full(len(cols), 1 / len(cols)), size=B)
@@ -429,8 +432,8 @@ def task_slopes(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_boot:
                "n_cells": t.n_cells, "n_seeds": t.n_seeds, "n_items": t.n_items,
                "n_excluded": t.n_excluded, "resampled": scored.resampled[key[:2]]}
         if t.n_cells:
-            codes = _cluster(t.x)
-            values = np.array([t.ratio[codes == c][0] for c in range(codes.max() + 1)])
+            values, codes = np.unique(t.ratio, return_inverse=True)
+            codes = codes.reshape(-1)
             Y, _, W = t.point()
             row["slope"] = float(_wslope(t.x, Y, W)[0])
             row["best_ratio"] = float(_best_ratio(codes, values, Y, W)[0])
@@ -553,7 +556,7 @@ def _design_check(t: _Task, require_equal_ratio_pairs: bool) -> str | None:
     """None when k is identifiable from the cells, else the plain reason it is not."""
     if t.n_cells == 0:
         return "no kept cells"
-    ucode, vcode, xcode = _cluster(t.u), _cluster(t.v), _cluster(t.x)
+    ucode, vcode, xcode = _codes(t.lr), _codes(t.bs), _codes(t.ratio)
     if vcode.max() < 1:
         return (f"only one batch size ({10 ** t.v[0]:g}): log BS is constant, so its effect b and "
                 "k = -b/a cannot be estimated")
@@ -616,7 +619,7 @@ def ratio_invariance(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_
                "a": math.nan, "b": math.nan, "k": math.nan, "k_lo": math.nan, "k_hi": math.nan,
                "rss_ratio": math.nan, "rss_sqrt": math.nan, "rss_free": math.nan,
                "verdict": "not estimable", "reason": "", "n_cells": t.n_cells,
-               "n_batch_sizes": int(_cluster(t.v).max() + 1) if t.n_cells else 0,
+               "n_batch_sizes": len(np.unique(t.bs)),
                "n_excluded": t.n_excluded, "resampled": scored.resampled[key[:2]]}
         why = _design_check(t, require_equal_ratio_pairs)
         if why is not None:
