@@ -8,8 +8,8 @@ import math
 
 import pandas as pd
 import pytest
-
 from conftest import small_study
+
 from workflow_scripts.builtin_tasks import builtin_metrics
 from workflow_scripts.config import ConfigError, load_study
 from workflow_scripts.plots import reference_figure

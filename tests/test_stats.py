@@ -45,7 +45,7 @@ def simulate(rng, n_studies, slopes, categories, *, ratios=RATIOS, batch_sizes=(
     lr = ratio * bs
     z = np.log10(lr) - k * np.log10(bs)
     z = z - z.mean()
-    S, C, T, N = n_studies, len(cells), len(slopes), n_items
+    S, C, N = n_studies, len(cells), n_items
     models = np.array([f"{prefix}{j:03d}" for j in range(S)])
     run_ids = np.char.add(np.repeat(models, C), np.tile(np.array([f"/sft/c{c:02d}" for c in range(C)]), S))
     score_frames, item_frames = [], []

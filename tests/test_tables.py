@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import small_study
+
 from workflow_scripts.aggregate import score_rows, write_tables
 from workflow_scripts.config import load_study
 from workflow_scripts.freeze import TABLE_NAMES, at_legacy_precision, freeze, verify

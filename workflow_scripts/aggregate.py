@@ -30,9 +30,9 @@ import math
 import pandas as pd
 import yaml
 
-from .lmeval_tasks import split_metric, stderr_key
 from .grid import parse_run_id
 from .io import atomic_path
+from .lmeval_tasks import split_metric, stderr_key
 from .numbers import fmt_num
 from .reference import reference_table
 

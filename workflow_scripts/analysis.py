@@ -46,6 +46,16 @@ def _write(df: pd.DataFrame, stem: str, outputs: dict, caption: str) -> str:
     return md
 
 
+def _held_fixed(v: pd.Series, rel_tol: float) -> bool:
+    v = v.dropna()
+    return len(v) > 0 and v.max() <= v.min() * (1 + rel_tol)
+
+
+def _median_by_batch_size(batch_size: pd.Series, values: pd.Series) -> str:
+    m = values.groupby(batch_size).median()
+    return ", ".join(f"bs{int(b)}: {m[b]:g}" for b in m.index if pd.notna(m[b]))
+
+
 def confounding_note(scores: pd.DataFrame, rel_tol: float = 0.01) -> str:
     """What the grid held fixed when the batch size changed, per model x stage.
 
@@ -80,34 +90,27 @@ def confounding_note(scores: pd.DataFrame, rel_tol: float = 0.01) -> str:
         if cols["optimizer_steps"] is None or cols["examples_seen"] is None:
             lines.append(head + "cannot tell what was held fixed: optimizer_steps or examples_seen missing")
             continue
-
-        def fixed(v):
-            v = v.dropna()
-            return len(v) > 0 and v.max() <= v.min() * (1 + rel_tol)
-
-        def by_bs(col):
-            m = g.groupby("batch_size")[col].median()
-            return ", ".join(f"bs{int(b)}: {m[b]:g}" for b in m.index if pd.notna(m[b]))
-
         steps, ex = cols["optimizer_steps"], cols["examples_seen"]
+        steps_fixed, ex_fixed = _held_fixed(steps, rel_tol), _held_fixed(ex, rel_tol)
+        by_bs = {col: _median_by_batch_size(g["batch_size"], v) for col, v in cols.items()}
         if len(bss) < 2:
             lines.append(head + f"one batch size ({', '.join(f'{b:g}' for b in bss)}): steps and examples do not "
                          "vary with batch size, so there is no batch-size confound, but batch-size effects "
                          "cannot be studied either")
-        elif fixed(ex) and not fixed(steps):
+        elif ex_fixed and not steps_fixed:
             lines.append(head + f"examples_seen held fixed ({ex.median():g}); optimizer_steps vary with batch size "
-                         f"({by_bs('optimizer_steps')}): larger batches take fewer updates, so batch-size effects "
+                         f"({by_bs['optimizer_steps']}): larger batches take fewer updates, so batch-size effects "
                          "(and k in ratio_invariance) are confounded with the number of optimizer steps")
-        elif fixed(steps) and not fixed(ex):
+        elif steps_fixed and not ex_fixed:
             lines.append(head + f"optimizer_steps held fixed ({steps.median():g}); examples_seen vary with batch size "
-                         f"({by_bs('examples_seen')}): larger batches see more data, so batch-size effects are "
+                         f"({by_bs['examples_seen']}): larger batches see more data, so batch-size effects are "
                          "confounded with the amount of training data")
-        elif fixed(steps) and fixed(ex):
+        elif steps_fixed and ex_fixed:
             lines.append(head + "both optimizer_steps and examples_seen are constant although the batch size "
                          "varies: check how they were recorded")
         else:
-            lines.append(head + f"neither held fixed: optimizer_steps ({by_bs('optimizer_steps')}) and "
-                         f"examples_seen ({by_bs('examples_seen')}) both vary")
+            lines.append(head + f"neither held fixed: optimizer_steps ({by_bs['optimizer_steps']}) and "
+                         f"examples_seen ({by_bs['examples_seen']}) both vary")
         n_bad = 0
         if "status" in g.columns:
             n_bad = int((g["status"].astype(str) != "ok").sum())
