@@ -18,6 +18,10 @@ demo: install
 test: install
 	$(PYTHON) -m pytest tests
 
+# ruff (lint + format), snakefmt and Snakemake's own linter; tests/test_lint.py runs the same in CI
 lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m snakefmt --check rules/ Snakefile
 	$(PYTHON) -m snakemake --lint
 	$(PYTHON) -m snakemake --lint --configfile studies/demo.yaml

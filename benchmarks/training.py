@@ -40,14 +40,46 @@ H200_BF16_PEAK = 989e12  # dense bf16 FLOP/s of an H200 SXM
 WINDOW = 10  # timed steps per clock reading
 
 SHAPES = {  # SmolLM2 configs (tied embeddings); micro = micro-batch
-    "135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                 num_key_value_heads=3, vocab_size=49152, rope_theta=100000.0, micro=16),
-    "360m": dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
-                 num_key_value_heads=5, vocab_size=49152, rope_theta=100000.0, micro=16),
-    "1.7b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32,
-                 num_key_value_heads=32, vocab_size=49152, rope_theta=130000.0, micro=8),
-    "tiny": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=2048, rope_theta=10000.0, micro=8),
+    "135m": dict(
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+        rope_theta=100000.0,
+        micro=16,
+    ),
+    "360m": dict(
+        hidden_size=960,
+        intermediate_size=2560,
+        num_hidden_layers=32,
+        num_attention_heads=15,
+        num_key_value_heads=5,
+        vocab_size=49152,
+        rope_theta=100000.0,
+        micro=16,
+    ),
+    "1.7b": dict(
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=24,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=49152,
+        rope_theta=130000.0,
+        micro=8,
+    ),
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=2048,
+        rope_theta=10000.0,
+        micro=8,
+    ),
 }
 
 
@@ -91,10 +123,15 @@ def make_base(shape: str, seq: int, out: Path) -> int:
     s = dict(SHAPES[shape])
     s.pop("micro")
     tokenizer = build_tokenizer([" ".join(f"w{i}" for i in range(1000))], max_length=seq)
-    config = LlamaConfig(**{k: v for k, v in s.items() if k != "rope_theta"},
-                         rope_parameters={"rope_type": "default", "rope_theta": s["rope_theta"]},
-                         max_position_embeddings=max(seq, 2048), tie_word_embeddings=True,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
+    config = LlamaConfig(
+        **{k: v for k, v in s.items() if k != "rope_theta"},
+        rope_parameters={"rope_type": "default", "rope_theta": s["rope_theta"]},
+        max_position_embeddings=max(seq, 2048),
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
     torch.manual_seed(0)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     with torch.device(device):
@@ -112,8 +149,10 @@ def write_rows(path: Path, n: int, seq: int) -> None:
     with open(path, "w") as f:
         for _ in range(n):
             user = " ".join(f"w{rng.randrange(1000)}" for _ in range(seq + 8))
-            f.write(json.dumps({"messages": [{"role": "user", "content": user},
-                                             {"role": "assistant", "content": "w1"}]}) + "\n")
+            f.write(
+                json.dumps({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": "w1"}]})
+                + "\n"
+            )
 
 
 def cell_spec(base: Path, opts: dict) -> dict:
@@ -122,8 +161,12 @@ def cell_spec(base: Path, opts: dict) -> dict:
 
     # no activation checkpointing, like the plain loop (the pipeline's automatic choice is
     # the same for these shapes on an H200; on a smaller GPU it could differ)
-    recipe = {"max_length": opts["seq"], "lr_scheduler_type": "linear", "optim": opts["optim"],
-              "activation_checkpointing": False}
+    recipe = {
+        "max_length": opts["seq"],
+        "lr_scheduler_type": "linear",
+        "optim": opts["optim"],
+        "activation_checkpointing": False,
+    }
     if opts["compile"]:
         recipe["torch_compile"] = True
     if opts["liger"]:
@@ -132,12 +175,17 @@ def cell_spec(base: Path, opts: dict) -> dict:
     cfg = {
         "study": "bench-training",
         "models": [{"name": "bench", "id": str(base)}],
-        "stages": {"sft": {
-            "grid": {"learning_rates": [1e-5], "batch_sizes": [opts["micro"]]},
-            "seeds": [0], "micro_batch_size": opts["micro"], "train_examples": steps * opts["micro"],
-            "dataset": {"source": "synthetic", "seed": 0}, "recipe": recipe,
-            "divergence": {"max_loss_factor": 1e9},  # a benchmark must never stop early
-        }},
+        "stages": {
+            "sft": {
+                "grid": {"learning_rates": [1e-5], "batch_sizes": [opts["micro"]]},
+                "seeds": [0],
+                "micro_batch_size": opts["micro"],
+                "train_examples": steps * opts["micro"],
+                "dataset": {"source": "synthetic", "seed": 0},
+                "recipe": recipe,
+                "divergence": {"max_loss_factor": 1e9},  # a benchmark must never stop early
+            }
+        },
         "tasks": {"arith": {"synthetic": "arithmetic", "category": "reasoning", "metric": "exact_match,strict-match"}},
     }
     study = load_study(cfg)
@@ -186,10 +234,17 @@ def measure_entry(opts: dict) -> dict:
     step, tokens = logged[-1]
     per_step = opts["micro"] * opts["seq"]
     if tokens != step * per_step:
-        raise SystemExit(f"TRL counted {tokens} tokens after {step} steps, not {step} x {per_step}: "
-                         "rows are not all full length")
-    return {"tokens_per_s": best_rate(stamps, opts), "peak_gib": peak_memory_gib(), "wall_s": wall,
-            "steps": record["optimizer_steps"], "trl_num_tokens": tokens, **loaded}
+        raise SystemExit(
+            f"TRL counted {tokens} tokens after {step} steps, not {step} x {per_step}: rows are not all full length"
+        )
+    return {
+        "tokens_per_s": best_rate(stamps, opts),
+        "peak_gib": peak_memory_gib(),
+        "wall_s": wall,
+        "steps": record["optimizer_steps"],
+        "trl_num_tokens": tokens,
+        **loaded,
+    }
 
 
 def measure_plain(opts: dict) -> dict:
@@ -210,8 +265,9 @@ def measure_plain(opts: dict) -> dict:
     model.train()
     autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=choose_precision()["bf16"])
     step_fn = torch.compile(model) if opts["compile"] else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, weight_decay=0.0,
-                                  fused=True if opts["optim"] == "adamw_torch_fused" else None)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=1e-5, weight_decay=0.0, fused=True if opts["optim"] == "adamw_torch_fused" else None
+    )
     g = torch.Generator().manual_seed(0)
     batch = torch.randint(10, 1000, (opts["micro"], opts["seq"]), generator=g).to(device)
     stamps = {}
@@ -240,8 +296,10 @@ def mfu(tokens_per_s: float, params: int, shape: str, seq: int, gpu: bool) -> tu
         return "n/a", "n/a"
     s = SHAPES[shape]
     attention = 6 * s["num_hidden_layers"] * seq * s["hidden_size"]
-    return (f"{100 * 6 * params * tokens_per_s / H200_BF16_PEAK:.1f}%",
-            f"{100 * (6 * params + attention) * tokens_per_s / H200_BF16_PEAK:.1f}%")
+    return (
+        f"{100 * 6 * params * tokens_per_s / H200_BF16_PEAK:.1f}%",
+        f"{100 * (6 * params + attention) * tokens_per_s / H200_BF16_PEAK:.1f}%",
+    )
 
 
 def main() -> None:
@@ -258,8 +316,12 @@ def main() -> None:
     p.add_argument("--liger", action="store_true", help="Liger kernels (recipe use_liger_kernel: true)")
     p.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"], help="attention implementation")
     p.add_argument("--threads", type=int, help="torch threads (default 1 on CPU, 4 on GPU)")
-    p.add_argument("--optim", default="adamw_torch_fused", choices=["adamw_torch_fused", "adamw_torch"],
-                   help="recipe optim; the plain loop uses AdamW(fused=True) or torch's default (foreach)")
+    p.add_argument(
+        "--optim",
+        default="adamw_torch_fused",
+        choices=["adamw_torch_fused", "adamw_torch"],
+        help="recipe optim; the plain loop uses AdamW(fused=True) or torch's default (foreach)",
+    )
     args = p.parse_args()
     tiny = args.tiny or not gpu
     if args.liger:
@@ -281,31 +343,51 @@ def main() -> None:
             base, data = Path(d) / "base", Path(d) / "rows.jsonl"
             params = in_child(make_base, shape, seq, base)
             write_rows(data, (warmup + steps) * micro, seq)
-            opts = dict(base=str(base), rows=str(data), seq=seq, micro=micro, warmup=warmup, steps=steps,
-                        threads=threads, compile=args.compile, liger=args.liger, attn=args.attn, optim=args.optim)
+            opts = dict(
+                base=str(base),
+                rows=str(data),
+                seq=seq,
+                micro=micro,
+                warmup=warmup,
+                steps=steps,
+                threads=threads,
+                compile=args.compile,
+                liger=args.liger,
+                attn=args.attn,
+                optim=args.optim,
+            )
             entry = in_child(measure_entry, opts)
             plain = in_child(measure_plain, dict(opts, dtype=entry["dtype"]))
         for name, r in (("plain loop", plain), ("train_cell", entry)):
             m6, m6a = mfu(r["tokens_per_s"], params, shape, seq, gpu)
             wall = f"{r['wall_s']:.1f}" if "wall_s" in r else "-"
-            rows.append(f"| {shape} ({params / 1e6:.1f}M) | {micro} x {seq} | {name} | {r['tokens_per_s']:,.0f} "
-                        f"| {m6} | {m6a} | {r['peak_gib']:.2f} | {r['tokens_per_s'] / plain['tokens_per_s']:.2f} "
-                        f"| {wall} |")
+            rows.append(
+                f"| {shape} ({params / 1e6:.1f}M) | {micro} x {seq} | {name} | {r['tokens_per_s']:,.0f} "
+                f"| {m6} | {m6a} | {r['peak_gib']:.2f} | {r['tokens_per_s'] / plain['tokens_per_s']:.2f} "
+                f"| {wall} |"
+            )
         last_entry = entry
-    device = (torch.cuda.get_device_name(0) if gpu else
-              f"CPU, {os.cpu_count()} cores, {threads} thread(s), load average {os.getloadavg()[0]:.1f}")
-    print(f"\ndevice: {device}; torch {torch.__version__}; weights {last_entry['dtype']}"
-          f"{' + bf16 autocast' if gpu else ''}; options: {options}; {warmup} warm-up steps, then the fastest of "
-          f"{steps // WINDOW} windows of {WINDOW} steps")
+    device = (
+        torch.cuda.get_device_name(0)
+        if gpu
+        else f"CPU, {os.cpu_count()} cores, {threads} thread(s), load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"\ndevice: {device}; torch {torch.__version__}; weights {last_entry['dtype']}"
+        f"{' + bf16 autocast' if gpu else ''}; options: {options}; {warmup} warm-up steps, then the fastest of "
+        f"{steps // WINDOW} windows of {WINDOW} steps"
+    )
     print("| shape | micro x seq | path | tokens/s | MFU 6N | MFU 6N+attn | peak GiB | vs plain | wall s |")
     print("|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
-    print(f"\ntokens per step = micro-batch x seq: every row is truncated to exactly {seq} tokens "
-          f"(TRL's own num_tokens agreed: {int(last_entry['trl_num_tokens']):,} after {last_entry['steps']} steps). "
-          f"peak = {'torch.cuda.max_memory_allocated' if gpu else 'peak RSS of the measuring process'}; "
-          "MFU against 989 TFLOP/s (H200 bf16 dense), n/a on CPU; wall s = the whole train_cell call "
-          "(load, tokenise, train, save)." + ("" if gpu else " On CPU, tokens/s is per second of process "
-                                               "CPU time (one thread), not wall time."))
+    print(
+        f"\ntokens per step = micro-batch x seq: every row is truncated to exactly {seq} tokens "
+        f"(TRL's own num_tokens agreed: {int(last_entry['trl_num_tokens']):,} after {last_entry['steps']} steps). "
+        f"peak = {'torch.cuda.max_memory_allocated' if gpu else 'peak RSS of the measuring process'}; "
+        "MFU against 989 TFLOP/s (H200 bf16 dense), n/a on CPU; wall s = the whole train_cell call "
+        "(load, tokenise, train, save)."
+        + ("" if gpu else " On CPU, tokens/s is per second of process CPU time (one thread), not wall time.")
+    )
 
 
 if __name__ == "__main__":

@@ -41,15 +41,26 @@ def small_study(ratios=(1e-4, 1e-3), batch_sizes=(4,), seeds=(0,), train_example
 def with_dpo(cfg, parent=None, ratios=(1e-3,), batch_sizes=(4,), train_examples=32):
     """Add a small DPO stage (Tulu 3's length-normalised DPO) on top of one SFT cell."""
     sft = cfg["stages"]["sft"]
-    parent = parent or {"ratio": sft["grid"]["ratios"][-1], "batch_size": sft["grid"]["batch_sizes"][0],
-                        "seed": sft["seeds"][0]}
+    parent = parent or {
+        "ratio": sft["grid"]["ratios"][-1],
+        "batch_size": sft["grid"]["batch_sizes"][0],
+        "seed": sft["seeds"][0],
+    }
     cfg["stages"]["dpo"] = {
         "parent": parent,
         "grid": {"ratios": list(ratios), "batch_sizes": list(batch_sizes)},
-        "seeds": [0], "micro_batch_size": 2, "train_examples": train_examples,
+        "seeds": [0],
+        "micro_batch_size": 2,
+        "train_examples": train_examples,
         "dataset": {"source": "synthetic", "seed": 0},
-        "recipe": {"loss_type": ["sigmoid_norm"], "beta": 5.0, "lr_scheduler_type": "linear",
-                   "warmup_steps": 0.1, "max_length": 64, "logging_steps": 2},
+        "recipe": {
+            "loss_type": ["sigmoid_norm"],
+            "beta": 5.0,
+            "lr_scheduler_type": "linear",
+            "warmup_steps": 0.1,
+            "max_length": 64,
+            "logging_steps": 2,
+        },
     }
     return cfg
 
@@ -68,8 +79,13 @@ def tiny_setup(folder, cfg, n_train=40, n_test=2):
         train_files[name], test_files[name] = (task["synthetic"], train), str(test)
     rows = synthetic.build_sft_set(train_files, folder / "sft.jsonl", seed=0)
     build_from_sft_file(folder / "sft.jsonl", folder / "base", cfg["models"][0]["build"])
-    return {"train_files": train_files, "test_files": test_files, "sft": folder / "sft.jsonl",
-            "base": folder / "base", "sft_rows": rows}
+    return {
+        "train_files": train_files,
+        "test_files": test_files,
+        "sft": folder / "sft.jsonl",
+        "base": folder / "base",
+        "sft_rows": rows,
+    }
 
 
 def write_config(cfg, path):
@@ -81,8 +97,18 @@ def write_config(cfg, path):
 def snakemake(workdir, configfile, *args, check=True, timeout=1200, env=None):
     """Run the repository's workflow in ``workdir`` (outputs land there, not in the repo)."""
     env = dict(os.environ, PYTHONHASHSEED="0", **(env or {}))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(configfile), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")

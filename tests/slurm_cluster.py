@@ -61,8 +61,7 @@ def install_slurm(timeout: float = 900) -> str | None:
     cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_apt_env(), timeout=timeout)
     if proc.returncode != 0:  # e.g. a fresh container without package lists
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, env=_apt_env(),
-                       timeout=timeout)
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True, text=True, env=_apt_env(), timeout=timeout)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_apt_env(), timeout=timeout)
     if proc.returncode != 0:
         return f"apt-get install {' '.join(PACKAGES)} failed: {(proc.stderr or proc.stdout)[-1500:]}"
@@ -70,8 +69,7 @@ def install_slurm(timeout: float = 900) -> str | None:
 
 
 def missing_tools() -> list[str]:
-    return [t for t in (*DAEMONS, "mungekey", "sbatch", "squeue", "sinfo", "scontrol", "scancel")
-            if not _which(t)]
+    return [t for t in (*DAEMONS, "mungekey", "sbatch", "squeue", "sinfo", "scontrol", "scancel") if not _which(t)]
 
 
 def ensure_slurm() -> str | None:
@@ -104,8 +102,10 @@ def conf_conflict() -> str | None:
     except FileNotFoundError:  # a dangling link: a test cluster that was killed
         return None if SYSTEM_CONF.is_symlink() else f"{SYSTEM_CONF} is unreadable"
     if not text.startswith(MARKER):
-        return (f"{SYSTEM_CONF} exists (a real SLURM setup?); the test cluster needs that path for "
-                "srun inside jobs and does not replace it")
+        return (
+            f"{SYSTEM_CONF} exists (a real SLURM setup?); the test cluster needs that path for "
+            "srun inside jobs and does not replace it"
+        )
     pid_file = Path(os.readlink(SYSTEM_CONF)).parent / "slurmctld.pid"
     with contextlib.suppress(OSError, ValueError):
         pid = int(pid_file.read_text().split()[0])
@@ -202,8 +202,7 @@ class SlurmCluster:
         return {name: p.pid for name, p in self.procs.items()}
 
     def run(self, *cmd: str, check: bool = True) -> str:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **self.env),
-                              timeout=60)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **self.env), timeout=60)
         if check and proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr}\n{self.logs()}")
         return proc.stdout
@@ -243,8 +242,9 @@ def parse_scontrol(line: str) -> dict:
 def _start(cmd: list[str], log: Path, env: dict) -> subprocess.Popen:
     """A daemon in the foreground, as our child (its pid is the daemon's), output to ``log``."""
     with log.open("ab") as out:
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+        return subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
 
 
 def _stop(proc: subprocess.Popen, timeout: float = 15) -> None:
@@ -283,25 +283,45 @@ def slurm_cluster(folder: str | Path, ready_timeout: float = 30):
     try:
         link_system_conf(conf)
         m = folder / "munge"
-        cluster.procs["munged"] = _start([
-            _which("munged"), "-F", "-f", f"--key-file={key}", f"--socket={m}/munge.socket",
-            f"--pid-file={m}/munged.pid", f"--log-file={log}/munged.log", f"--seed-file={m}/munged.seed",
-        ], log / "munged.out", full_env)
+        cluster.procs["munged"] = _start(
+            [
+                _which("munged"),
+                "-F",
+                "-f",
+                f"--key-file={key}",
+                f"--socket={m}/munge.socket",
+                f"--pid-file={m}/munged.pid",
+                f"--log-file={log}/munged.log",
+                f"--seed-file={m}/munged.seed",
+            ],
+            log / "munged.out",
+            full_env,
+        )
         _wait(lambda: (m / "munge.socket").exists(), 10, "munged socket", cluster)
-        cluster.procs["slurmctld"] = _start([_which("slurmctld"), "-D", "-f", str(conf)],
-                                            log / "slurmctld.out", full_env)
-        _wait(lambda: cluster.run("scontrol", "ping", check=False).count("UP") > 0, ready_timeout,
-              "slurmctld to answer", cluster)
-        cluster.procs["slurmd"] = _start([_which("slurmd"), "-D", "-f", str(conf), "-N", node],
-                                         log / "slurmd.out", full_env)
+        cluster.procs["slurmctld"] = _start(
+            [_which("slurmctld"), "-D", "-f", str(conf)], log / "slurmctld.out", full_env
+        )
+        _wait(
+            lambda: cluster.run("scontrol", "ping", check=False).count("UP") > 0,
+            ready_timeout,
+            "slurmctld to answer",
+            cluster,
+        )
+        cluster.procs["slurmd"] = _start(
+            [_which("slurmd"), "-D", "-f", str(conf), "-N", node], log / "slurmd.out", full_env
+        )
         _wait(lambda: cluster.node_state() == "idle", ready_timeout, "the node to be idle", cluster)
         yield cluster
     finally:
         if "slurmctld" in cluster.procs and cluster.procs["slurmctld"].poll() is None:
             subprocess.run(["scancel", "--full", "--user", "root"], env=full_env, capture_output=True, timeout=30)
             with contextlib.suppress(RuntimeError):
-                _wait(lambda: not cluster.run("squeue", "-h", "-t", "RUNNING,COMPLETING", check=False).strip(),
-                      15, "jobs to end", cluster)
+                _wait(
+                    lambda: not cluster.run("squeue", "-h", "-t", "RUNNING,COMPLETING", check=False).strip(),
+                    15,
+                    "jobs to end",
+                    cluster,
+                )
         for name in reversed(list(cluster.procs)):
             _stop(cluster.procs[name])
         unlink_system_conf(conf)

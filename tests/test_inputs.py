@@ -3,8 +3,8 @@ inputs.py, layout.py, model_source.py, spec.py), tested without Snakemake."""
 
 import pytest
 import yaml
-
 from conftest import REPO, small_study
+
 from workflow_scripts import inputs, layout
 from workflow_scripts.config import load_study
 from workflow_scripts.model_source import base_model_ref
@@ -54,9 +54,16 @@ def test_a_packed_cell_gets_the_job_rule_train_gives_a_single_cell():
     jobs = inputs.pack_jobs(study, cells, threads=2)
     for cell, job in zip(cells, jobs):
         # what entry/train.py builds from rule train's params, inputs and outputs
-        single = cell_job(study.training_spec(cell), base_model_ref(study, cell), "results/data/sft_train.jsonl",
-                          f"results/runs/{cell.run_id}", threads=2, data_source="results/data/sft_train.source.json",
-                          prefetched=None, log=f"results/logs/train/{cell.run_id}.log")
+        single = cell_job(
+            study.training_spec(cell),
+            base_model_ref(study, cell),
+            "results/data/sft_train.jsonl",
+            f"results/runs/{cell.run_id}",
+            threads=2,
+            data_source="results/data/sft_train.source.json",
+            prefetched=None,
+            log=f"results/logs/train/{cell.run_id}.log",
+        )
         assert job == single == study_cell_job(study, cell, 2)
 
 

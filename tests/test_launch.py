@@ -6,8 +6,8 @@ import datetime as dt
 import json
 
 import pytest
-
 from conftest import small_study, tiny_setup
+
 from workflow_scripts.config import load_study
 from workflow_scripts.launch import run_cells, train_one
 from workflow_scripts.memory import choose_checkpointing, estimated_gpu_bytes
@@ -43,8 +43,16 @@ def test_a_pack_trains_its_cells_at_the_same_time_each_with_its_own_outputs(base
     cfg = small_study(ratios=(1e-3,), batch_sizes=(4, 8), train_examples=48)
     cfg["stages"]["sft"]["cells_per_gpu"] = 2
     study = load_study(cfg)
-    jobs = [cell_job(study.training_spec(c), base / "base", base / "sft.jsonl", tmp_path / c.name,
-                     log=str(tmp_path / f"{c.name}.log")) for c in study.cells]
+    jobs = [
+        cell_job(
+            study.training_spec(c),
+            base / "base",
+            base / "sft.jsonl",
+            tmp_path / c.name,
+            log=str(tmp_path / f"{c.name}.log"),
+        )
+        for c in study.cells
+    ]
     run_cells(jobs, tmp_path / ".pack")
     runs = [json.loads((tmp_path / c.name / "run.json").read_text()) for c in study.cells]
     spans = [(dt.datetime.fromisoformat(r["started"]), dt.datetime.fromisoformat(r["finished"])) for r in runs]
@@ -61,8 +69,16 @@ def test_a_pack_trains_its_cells_at_the_same_time_each_with_its_own_outputs(base
 def test_a_failing_cell_fails_the_pack_after_the_others_finish(base, tmp_path):
     cfg = small_study(ratios=(1e-3,), batch_sizes=(4, 8), train_examples=48)
     study = load_study(cfg)
-    jobs = [cell_job(study.training_spec(c), base / "base", base / "sft.jsonl", tmp_path / c.name,
-                     log=str(tmp_path / f"{c.name}.log")) for c in study.cells]
+    jobs = [
+        cell_job(
+            study.training_spec(c),
+            base / "base",
+            base / "sft.jsonl",
+            tmp_path / c.name,
+            log=str(tmp_path / f"{c.name}.log"),
+        )
+        for c in study.cells
+    ]
     jobs[1]["base_model"] = str(tmp_path / "no-such-model")
     with pytest.raises(RuntimeError, match=r"1 of 2 cells failed: tiny-llama/sft/r1e-03_bs8_s0"):
         run_cells(jobs, tmp_path / ".pack")
@@ -102,8 +118,12 @@ def test_a_pack_plans_its_memory_once_for_each_cells_share(tmp_path, monkeypatch
 
     monkeypatch.setattr(memory, "free_gpu_bytes", lambda: 139 * 2**30)  # an empty H200
     monkeypatch.setattr(memory, "model_shape", lambda model_dir: SMOLLM2_1_7B)
-    spec = {"per_device_train_batch_size": 8, "recipe": {"max_length": 2048}, "stage_kind": "sft",
-            "model_id": "HuggingFaceTB/SmolLM2-1.7B-Instruct"}
+    spec = {
+        "per_device_train_batch_size": 8,
+        "recipe": {"max_length": 2048},
+        "stage_kind": "sft",
+        "model_id": "HuggingFaceTB/SmolLM2-1.7B-Instruct",
+    }
 
     def pack(k):
         return [cell_job(spec, tmp_path / "sft-parent", "train.jsonl", tmp_path / str(i)) for i in range(k)]
@@ -116,13 +136,21 @@ def test_a_pack_plans_its_memory_once_for_each_cells_share(tmp_path, monkeypatch
     assert f"2 cell(s) need ~{2 * without / gib:.1f} GiB" in memory.plan_memory(two)
     assert [j["memory"]["enabled"] for j in two] == [False, False]
     # a third each: only with it, and the check counts the checkpointed estimate
-    assert f"3 cell(s) need ~{3 * with_ckpt / gib:.1f} GiB (estimate, activation checkpointing 3 of 3)" in \
-        memory.plan_memory(three)
+    assert (
+        f"3 cell(s) need ~{3 * with_ckpt / gib:.1f} GiB (estimate, activation checkpointing 3 of 3)"
+        in memory.plan_memory(three)
+    )
     assert {j["memory"]["budget_gib"] for j in three} == {round(139 / 3, 2)}
     with pytest.raises(RuntimeError, match=r"cells_per_gpu \(now 4\)"):  # a quarter: not even with it
         memory.plan_memory(four)
-    forced = [cell_job({**spec, "recipe": {"max_length": 2048, "activation_checkpointing": True}},
-                       tmp_path / "sft-parent", "train.jsonl", tmp_path / "x")]
+    forced = [
+        cell_job(
+            {**spec, "recipe": {"max_length": 2048, "activation_checkpointing": True}},
+            tmp_path / "sft-parent",
+            "train.jsonl",
+            tmp_path / "x",
+        )
+    ]
     memory.plan_memory(forced)
     assert forced[0]["memory"] == {"enabled": True, "reason": "recipe.activation_checkpointing"}
 
@@ -147,6 +175,8 @@ def test_without_a_gpu_the_recipe_still_decides():
     from workflow_scripts.memory import memory_plan
 
     assert memory_plan({"recipe": {"gradient_checkpointing": True}}, "unused", None) == {
-        "enabled": True, "reason": "recipe.gradient_checkpointing"}
+        "enabled": True,
+        "reason": "recipe.gradient_checkpointing",
+    }
     assert memory_plan({"recipe": {"activation_checkpointing": False}}, "unused", 10**12)["enabled"] is False
     assert memory_plan({"recipe": {}}, "unused", None) == {"enabled": False, "reason": "no GPU"}

@@ -6,16 +6,28 @@ from workflow_scripts.grid import expand_grid, make_cell, parse_run_id, run_id
 from workflow_scripts.numbers import canonical, coerce_scientific, fmt_num, parse_num
 
 
-@pytest.mark.parametrize("x,text", [(1.125e-5, "1.125e-05"), (1e-4, "1e-04"), (3.1e-6, "3.1e-06"),
-                                    (0.0003, "3e-04"), (9.000000000000001e-05, "9e-05"), (12.5, "1.25e+01")])
+@pytest.mark.parametrize(
+    "x,text",
+    [
+        (1.125e-5, "1.125e-05"),
+        (1e-4, "1e-04"),
+        (3.1e-6, "3.1e-06"),
+        (0.0003, "3e-04"),
+        (9.000000000000001e-05, "9e-05"),
+        (12.5, "1.25e+01"),
+    ],
+)
 def test_fmt_num_is_shortest_round_trip(x, text):
     assert fmt_num(x) == text
     assert parse_num(text) == canonical(x)
 
 
 def test_coerce_scientific_reads_yaml_strings_as_numbers_but_not_revisions():
-    cfg = {"grid": {"ratios": ["1e-4", 2.0e-5, "3E-06"]}, "recipe": {"weight_decay": "1e-2", "name": "x"},
-           "models": [{"revision": "1e10", "id": "org/1e5"}]}
+    cfg = {
+        "grid": {"ratios": ["1e-4", 2.0e-5, "3E-06"]},
+        "recipe": {"weight_decay": "1e-2", "name": "x"},
+        "models": [{"revision": "1e10", "id": "org/1e5"}],
+    }
     out = coerce_scientific(cfg)
     assert out["grid"]["ratios"] == [1e-4, 2e-5, 3e-6]
     assert all(isinstance(v, float) for v in out["grid"]["ratios"])

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, small_study, snakemake, tiny_setup, write_config
 
 HUB_ID = "HuggingFaceTB/SmolLM2-135M"

@@ -53,8 +53,10 @@ def data(tmp_path_factory):
     rows = synthetic.generate_splits("compare", 5, 20, 6)
     write_rows(rows["train"], files["train"])
     write_rows(rows["test"], files["test"])
-    return {name: d / name for name in ("gsm8k", "arc_easy", "arc_challenge", "hellaswag", "piqa",
-                                        "leaderboard_mmlu_pro", "ifeval", "bbh")}
+    return {
+        name: d / name
+        for name in ("gsm8k", "arc_easy", "arc_challenge", "hellaswag", "piqa", "leaderboard_mmlu_pro", "ifeval", "bbh")
+    }
 
 
 def chatml_model():
@@ -75,22 +77,39 @@ def test_bbh_3shot_prompts_exceed_2000_tokens_with_smollm2_and_chatml(smollm2, d
     assert bbh["longest_prompt_tokens"] > 2000 and bbh["longest_in"] == "bbh_cot_fewshot_geometric_shapes"
     assert bbh["budget"] == 1024 and bbh["needs_max_length"] == 3584
     over = {t for t, r in bbh["subtasks"].items() if r["longest_prompt_tokens"] > 1024}
-    assert {"bbh_cot_fewshot_geometric_shapes", "bbh_cot_fewshot_salient_translation_error_detection",
-            "bbh_cot_fewshot_formal_fallacies"} <= over
+    assert {
+        "bbh_cot_fewshot_geometric_shapes",
+        "bbh_cot_fewshot_salient_translation_error_detection",
+        "bbh_cot_fewshot_formal_fallacies",
+    } <= over
     assert bbh["truncated"] == sum(r["truncated"] for r in bbh["subtasks"].values()) >= len(over)
 
 
 def test_max_length_2048_is_refused_naming_bbh(smollm2, data, tmp_path):
     out = tmp_path / "check.json"
-    with pytest.raises(prompt_fit.PromptsDoNotFit,
-                       match=r"^evaluation\.max_length 2048 cuts bbh prompts: longest 2,3\d\d tokens "
-                             r"\(bbh_cot_fewshot_geometric_shapes\) \+ 1,024 generated > 2,048; "
-                             r"set evaluation\.max_length: 3584 or more \(\d+ of 28 requests"):
-        prompt_fit.check_prompts(chatml_model(), BBH, {"bbh": data["bbh"]},
-                                 {"max_length": 2048, "apply_chat_template": True}, out, model_dir=smollm2)
+    with pytest.raises(
+        prompt_fit.PromptsDoNotFit,
+        match=r"^evaluation\.max_length 2048 cuts bbh prompts: longest 2,3\d\d tokens "
+        r"\(bbh_cot_fewshot_geometric_shapes\) \+ 1,024 generated > 2,048; "
+        r"set evaluation\.max_length: 3584 or more \(\d+ of 28 requests",
+    ):
+        prompt_fit.check_prompts(
+            chatml_model(),
+            BBH,
+            {"bbh": data["bbh"]},
+            {"max_length": 2048, "apply_chat_template": True},
+            out,
+            model_dir=smollm2,
+        )
     assert not out.exists()  # the rule fails without its output: nothing downstream runs
-    record = prompt_fit.check_prompts(chatml_model(), BBH, {"bbh": data["bbh"]},
-                                      {"max_length": 3584, "apply_chat_template": True}, out, model_dir=smollm2)
+    record = prompt_fit.check_prompts(
+        chatml_model(),
+        BBH,
+        {"bbh": data["bbh"]},
+        {"max_length": 3584, "apply_chat_template": True},
+        out,
+        model_dir=smollm2,
+    )
     assert json.loads(out.read_text())["tasks"]["bbh"]["truncated"] == record["tasks"]["bbh"]["truncated"] == 0
 
 
@@ -153,8 +172,15 @@ def test_truncation_is_recorded_by_a_real_evaluation(tmp_path):
     cfg = small_study()
     s = tiny_setup(tmp_path, cfg, n_train=40, n_test=8)
     tasks, max_length = cfg["tasks"], 41  # 32 generated tokens: 9 left for a prompt
-    out = evaluate_cell(str(s["base"]), tasks, s["test_files"], tmp_path / "results.json", tmp_path / "samples",
-                        batch_size=16, max_length=max_length)
+    out = evaluate_cell(
+        str(s["base"]),
+        tasks,
+        s["test_files"],
+        tmp_path / "results.json",
+        tmp_path / "samples",
+        batch_size=16,
+        max_length=max_length,
+    )
     cut = out["pipeline"]["truncated"]
     assert json.loads((tmp_path / "results.json").read_text())["pipeline"]["truncated"] == cut
     tok = AutoTokenizer.from_pretrained(s["base"])
@@ -167,8 +193,15 @@ def test_truncation_is_recorded_by_a_real_evaluation(tmp_path):
         assert cut[name]["truncated"] == sum(n > max_length - 32 for n in lengths)
         assert cut[name]["longest_prompt_tokens"] == max(lengths) and cut[name]["budget"] == 9
     assert cut["arith"]["truncated"] == 8 and 0 < cut["format"]["truncated"] < 8
-    assert cut["compare"] == {"requests": 32, "truncated": 0, "longest_prompt_tokens": 15, "max_gen_toks": 0,
-                              "budget": 41, "output_type": "loglikelihood", "max_length": 41}
+    assert cut["compare"] == {
+        "requests": 32,
+        "truncated": 0,
+        "longest_prompt_tokens": 15,
+        "max_gen_toks": 0,
+        "budget": 41,
+        "output_type": "loglikelihood",
+        "max_length": 41,
+    }
 
     # the check builds exactly the requests the evaluation sent
     requests = prompt_fit.build_requests(task_specs(tasks, s["test_files"]), tok)
@@ -184,8 +217,10 @@ def test_truncation_is_recorded_by_a_real_evaluation(tmp_path):
     old = json.loads((tmp_path / "results.json").read_text())
     del old["pipeline"]["truncated"]
     (tmp_path / "old.json").write_text(json.dumps(old))
-    cells = [{"run_id": "tiny-llama/sft/r1e-03_bs4_s0", "run_json": run, "eval_json": tmp_path / "results.json"},
-             {"run_id": "tiny-llama/sft/r1e-04_bs4_s0", "run_json": run, "eval_json": tmp_path / "old.json"}]
+    cells = [
+        {"run_id": "tiny-llama/sft/r1e-03_bs4_s0", "run_json": run, "eval_json": tmp_path / "results.json"},
+        {"run_id": "tiny-llama/sft/r1e-04_bs4_s0", "run_json": run, "eval_json": tmp_path / "old.json"},
+    ]
     before = scores_table(cells[1:], tasks)
     assert "truncated" not in before  # earlier evaluations only: the table is what it was
     scores = scores_table(cells, tasks)

@@ -6,8 +6,8 @@ import os
 import tempfile
 
 import pytest
-
 from conftest import REPO, load_yaml, snakemake, write_config
+
 from workflow_scripts import recipe_cache, recipes
 from workflow_scripts.config import ConfigError, load_study
 from workflow_scripts.recipes import RecipeError, check_recipe
@@ -35,8 +35,12 @@ COMBINATIONS = [
     ("sft", {"padding_free": True}, "padding_free", "max_length: null"),
     ("sft", {"completion_only_loss": True, "assistant_only_loss": False}, "completion_only_loss", "every token"),
     ("sft", {"dataset_kwargs": {"skip_prepare_dataset": True}}, "dataset_kwargs", "untokenized"),
-    ("sft", {"activation_checkpointing_kwargs": {"selective": True}}, "activation_checkpointing_kwargs",
-     "activation_checkpointing: true"),
+    (
+        "sft",
+        {"activation_checkpointing_kwargs": {"selective": True}},
+        "activation_checkpointing_kwargs",
+        "activation_checkpointing: true",
+    ),
     ("sft", {"eval_strategy": "steps"}, "eval_strategy", "without one"),
     ("sft", {"lr_scheduler_type": "reduce_lr_on_plateau"}, "lr_scheduler_type", "requires an eval strategy"),
     ("sft", {"auto_find_batch_size": True}, "auto_find_batch_size", "effective batch size"),
@@ -49,8 +53,9 @@ COMBINATIONS = [
 ]
 
 
-@pytest.mark.parametrize("stage_name,change,key,reason", MISTAKES + COMBINATIONS,
-                         ids=[f"{s}-{k}" for s, _, k, _ in MISTAKES + COMBINATIONS])
+@pytest.mark.parametrize(
+    "stage_name,change,key,reason", MISTAKES + COMBINATIONS, ids=[f"{s}-{k}" for s, _, k, _ in MISTAKES + COMBINATIONS]
+)
 def test_check_refuses_naming_the_key(stage_name, change, key, reason):
     recipe = {**(SFT_OK if stage_name == "sft" else DPO_OK), **change}
     with pytest.raises(RecipeError) as e:
@@ -69,8 +74,18 @@ def test_load_study_refuses_the_demo_with_a_mistake(demo_config, stage_name, cha
 
 
 def test_what_the_pipeline_accepts_passes():
-    check_recipe("sft", stage({**SFT_OK, "attn_implementation": "sdpa", "activation_checkpointing": True,
-                               "activation_checkpointing_kwargs": {"selective": True}}), cache=False)
+    check_recipe(
+        "sft",
+        stage(
+            {
+                **SFT_OK,
+                "attn_implementation": "sdpa",
+                "activation_checkpointing": True,
+                "activation_checkpointing_kwargs": {"selective": True},
+            }
+        ),
+        cache=False,
+    )
     check_recipe("sft", stage({**SFT_OK, "padding_free": True, "max_length": None}), cache=False)
     check_recipe("sft", stage({**SFT_OK, "optim": "sgd"}, checkpoint={"every_steps": 5, "keep": 1}), cache=False)
     check_recipe("dpo", stage({**DPO_OK, "loss_type": "sigmoid"}), cache=False)  # TRL wraps a single type

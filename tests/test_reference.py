@@ -19,17 +19,30 @@ RUN = "m/sft/lr9e-05_bs8_s0"
 SFT_1130 = {"SmolTulu SFT-1130": RUN}  # published: ARC 51.0, BBH 34.7, GSM8K 49.0, IFEval 61.0, PIQA 72.7
 
 # the config's primary metric per task (as studies/smoltulu-1.7b.yaml marks them)
-PRIMARY = {"arc_easy": "acc_norm,none", "arc_challenge": "acc_norm,none", "gsm8k": "exact_match,strict-match",
-           "ifeval": "prompt_level_strict_acc,none", "piqa": "acc_norm,none", "bbh": "exact_match,get-answer",
-           "bbh_fewshot": "exact_match,none", "arith": "exact_match,none"}
+PRIMARY = {
+    "arc_easy": "acc_norm,none",
+    "arc_challenge": "acc_norm,none",
+    "gsm8k": "exact_match,strict-match",
+    "ifeval": "prompt_level_strict_acc,none",
+    "piqa": "acc_norm,none",
+    "bbh": "exact_match,get-answer",
+    "bbh_fewshot": "exact_match,none",
+    "arith": "exact_match,none",
+}
 
 METRICS = {
-    ("arc_easy", "acc,none"): 0.875, ("arc_easy", "acc_norm,none"): 0.625,
-    ("arc_challenge", "acc,none"): 0.5, ("arc_challenge", "acc_norm,none"): 0.375,
-    ("gsm8k", "exact_match,strict-match"): 0.4375, ("gsm8k", "exact_match,flexible-extract"): 0.5,
-    ("ifeval", "prompt_level_strict_acc,none"): 0.5, ("ifeval", "inst_level_strict_acc,none"): 0.625,
-    ("ifeval", "prompt_level_loose_acc,none"): 0.75, ("ifeval", "inst_level_loose_acc,none"): 0.875,
-    ("piqa", "acc,none"): 0.6875, ("piqa", "acc_norm,none"): 0.75,
+    ("arc_easy", "acc,none"): 0.875,
+    ("arc_easy", "acc_norm,none"): 0.625,
+    ("arc_challenge", "acc,none"): 0.5,
+    ("arc_challenge", "acc_norm,none"): 0.375,
+    ("gsm8k", "exact_match,strict-match"): 0.4375,
+    ("gsm8k", "exact_match,flexible-extract"): 0.5,
+    ("ifeval", "prompt_level_strict_acc,none"): 0.5,
+    ("ifeval", "inst_level_strict_acc,none"): 0.625,
+    ("ifeval", "prompt_level_loose_acc,none"): 0.75,
+    ("ifeval", "inst_level_loose_acc,none"): 0.875,
+    ("piqa", "acc,none"): 0.6875,
+    ("piqa", "acc_norm,none"): 0.75,
     ("arith", "exact_match,none"): 0.9375,
 }
 
@@ -38,8 +51,12 @@ def scores(metrics=None, run_id=RUN, status="ok", primary=None):
     """A tidy scores frame as aggregate.scores_table writes it: one row per task x metric."""
     metrics = METRICS if metrics is None else metrics
     primary = PRIMARY if primary is None else primary
-    return pd.DataFrame([{"run_id": run_id, "task": t, "metric": m, "value": v, "primary": primary[t] == m,
-                          "status": status} for (t, m), v in metrics.items()])
+    return pd.DataFrame(
+        [
+            {"run_id": run_id, "task": t, "metric": m, "value": v, "primary": primary[t] == m, "status": status}
+            for (t, m), v in metrics.items()
+        ]
+    )
 
 
 def table(frame, pairs=SFT_1130):
@@ -63,9 +80,11 @@ def test_reference_rows_put_ours_beside_the_published_score_where_tasks_match():
 def test_ifeval_is_the_mean_of_its_four_metrics_not_the_configured_primary():
     got = table(scores())  # primary: prompt_level_strict_acc (0.5 -> 50.0)
     assert got.loc["ifeval_avg", "our_score"] == 100 * (0.5 + 0.625 + 0.75 + 0.875) / 4 == 68.75
-    assert got.loc["ifeval_avg", "metrics"] == ("ifeval:prompt_level_strict_acc,none + "
-                                                "ifeval:inst_level_strict_acc,none + "
-                                                "ifeval:prompt_level_loose_acc,none + ifeval:inst_level_loose_acc,none")
+    assert got.loc["ifeval_avg", "metrics"] == (
+        "ifeval:prompt_level_strict_acc,none + "
+        "ifeval:inst_level_strict_acc,none + "
+        "ifeval:prompt_level_loose_acc,none + ifeval:inst_level_loose_acc,none"
+    )
     assert got.loc["ifeval_avg", "difference"] == 68.75 - 61.0
     assert got.loc["ifeval_avg", "tasks"] == "ifeval"
 
@@ -79,22 +98,38 @@ def test_arc_is_the_mean_of_easy_and_challenge_on_normalised_accuracy():
 
 
 def test_the_pairing_does_not_follow_the_primary_metric_of_the_config():
-    other = {**PRIMARY, "arc_easy": "acc,none", "arc_challenge": "acc,none", "gsm8k": "exact_match,flexible-extract",
-             "ifeval": "inst_level_loose_acc,none", "piqa": "acc,none"}
+    other = {
+        **PRIMARY,
+        "arc_easy": "acc,none",
+        "arc_challenge": "acc,none",
+        "gsm8k": "exact_match,flexible-extract",
+        "ifeval": "inst_level_loose_acc,none",
+        "piqa": "acc,none",
+    }
     pd.testing.assert_frame_equal(table(scores(primary=other)), table(scores()))
 
 
 def test_a_missing_metric_is_reported_not_substituted():
-    partial = {k: v for k, v in METRICS.items()
-               if k not in {("ifeval", "prompt_level_loose_acc,none"), ("ifeval", "inst_level_loose_acc,none"),
-                            ("arc_challenge", "acc_norm,none"), ("arc_challenge", "acc,none"),
-                            ("piqa", "acc_norm,none")}}
+    partial = {
+        k: v
+        for k, v in METRICS.items()
+        if k
+        not in {
+            ("ifeval", "prompt_level_loose_acc,none"),
+            ("ifeval", "inst_level_loose_acc,none"),
+            ("arc_challenge", "acc_norm,none"),
+            ("arc_challenge", "acc,none"),
+            ("piqa", "acc_norm,none"),
+        }
+    }
     partial[("gsm8k", "exact_match,strict-match")] = math.nan  # a row without a number
     got = table(scores(partial))
-    for column, missing in [("ifeval_avg", "ifeval:prompt_level_loose_acc,none + ifeval:inst_level_loose_acc,none"),
-                            ("arc_avg", "arc_challenge:acc_norm,none"),  # not arc_easy alone
-                            ("piqa", "piqa:acc_norm,none"),  # not piqa's acc
-                            ("gsm8k_5shot", "gsm8k:exact_match,strict-match")]:  # not flexible-extract
+    for column, missing in [
+        ("ifeval_avg", "ifeval:prompt_level_loose_acc,none + ifeval:inst_level_loose_acc,none"),
+        ("arc_avg", "arc_challenge:acc_norm,none"),  # not arc_easy alone
+        ("piqa", "piqa:acc_norm,none"),  # not piqa's acc
+        ("gsm8k_5shot", "gsm8k:exact_match,strict-match"),
+    ]:  # not flexible-extract
         assert got.loc[column, "status"] == "incomplete"
         assert got.loc[column, "missing"] == missing
         assert math.isnan(got.loc[column, "our_score"]) and math.isnan(got.loc[column, "difference"])

@@ -7,12 +7,11 @@ import subprocess
 import sys
 
 import pytest
-import torch
+from conftest import REPO, small_study, snakemake, tiny_setup, write_config
 from safetensors.torch import load_file
 
-from conftest import REPO, small_study, snakemake, tiny_setup, write_config
-from workflow_scripts.config import load_study
 from workflow_scripts.callbacks import FAULT_KILL_AFTER_CHECKPOINT
+from workflow_scripts.config import load_study
 from workflow_scripts.train import train_cell
 
 # CPU, fp32, same seed: resuming restores weights, optimizer, scheduler, RNG and the data
@@ -40,11 +39,18 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(prepared):
     straight = train_cell(spec, str(d / "base"), str(d / "sft.jsonl"), d / "straight")
     assert straight["resumed_from_step"] is None
 
-    code = (f"import json, sys; sys.path.insert(0, {str(REPO)!r}); from workflow_scripts.train import train_cell; "
-            f"train_cell(json.loads({json.dumps(json.dumps(spec))}), {str(d / 'base')!r}, "
-            f"{str(d / 'sft.jsonl')!r}, {str(d / 'killed')!r})")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, **{FAULT_KILL_AFTER_CHECKPOINT: "1"}))
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(REPO)!r}); from workflow_scripts.train import train_cell; "
+        f"train_cell(json.loads({json.dumps(json.dumps(spec))}), {str(d / 'base')!r}, "
+        f"{str(d / 'sft.jsonl')!r}, {str(d / 'killed')!r})"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, **{FAULT_KILL_AFTER_CHECKPOINT: "1"}),
+    )
     assert proc.returncode == -9, proc.stderr[-2000:]  # SIGKILL right after checkpoint-4
     assert (d / "killed/trainer/checkpoint-4").is_dir()
     assert not (d / "killed/model").exists() and not (d / "killed/run.json").exists()
@@ -56,16 +62,16 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(prepared):
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst <= TOLERANCE, f"resumed weights differ by {worst}"
     # the loss curve continues where it stopped; keep=2 leaves the last two checkpoints
-    assert [h["loss"] for h in json.loads((d / "killed/log_history.json").read_text()) if "loss" in h] == \
-        pytest.approx([h["loss"] for h in json.loads((d / "straight/log_history.json").read_text()) if "loss" in h])
+    assert [h["loss"] for h in json.loads((d / "killed/log_history.json").read_text()) if "loss" in h] == pytest.approx(
+        [h["loss"] for h in json.loads((d / "straight/log_history.json").read_text()) if "loss" in h]
+    )
     assert sorted(p.name for p in (d / "killed/trainer").glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-8"]
 
 
 def test_snakemake_rerun_of_a_killed_training_job_resumes(tmp_path):
     cfg = write_config(resumable_study(), tmp_path / "study.yaml")
     target = "results/runs/tiny-llama/sft/r1e-03_bs4_s0/run.json"
-    killed = snakemake(tmp_path, cfg, "--cores", "1", target, check=False,
-                       env={FAULT_KILL_AFTER_CHECKPOINT: "1"})
+    killed = snakemake(tmp_path, cfg, "--cores", "1", target, check=False, env={FAULT_KILL_AFTER_CHECKPOINT: "1"})
     assert killed.returncode != 0
     cell = tmp_path / "results/runs/tiny-llama/sft/r1e-03_bs4_s0"
     assert (cell / "trainer/checkpoint-4").is_dir() and not (cell / "run.json").exists()

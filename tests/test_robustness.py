@@ -4,8 +4,8 @@ import json
 
 import pandas as pd
 import pytest
-
 from conftest import small_study, snakemake, write_config
+
 from workflow_scripts.io import FAULT_ENV
 
 

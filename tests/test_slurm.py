@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, small_study, snakemake, write_config
 from slurm_cluster import PARTITIONS, ensure_slurm, slurm_cluster
 
@@ -57,15 +56,13 @@ def cluster_profile(folder: Path) -> Path:
     # the test cluster has no accounts (and no slurmdbd to check one against)
     resources.pop("slurm_account", None)
     profile["default-resources"] = resources
-    for name, value in (profile.get("set-resources") or {}).items():
+    for value in (profile.get("set-resources") or {}).values():
         if "slurm_partition" in (value or {}):
             value["slurm_partition"] = GPU_PARTITION
     profile.update(TEST_PROFILE_OVERRIDES)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return folder
-
-
 
 
 def profile_args(folder: Path) -> list[str]:
@@ -102,13 +99,14 @@ def runs(cluster, tmp_path_factory):
         on_slurm = snakemake(slurm_dir, cfg, *args, env=cluster.env)
         local.result()
     log = on_slurm.stdout + on_slurm.stderr
-    return {"slurm": slurm_dir, "local": local_dir, "log": log, "jobs": cluster.jobs(),
-            "submitted": submitted(log)}
+    return {"slurm": slurm_dir, "local": local_dir, "log": log, "jobs": cluster.jobs(), "submitted": submitted(log)}
 
 
 def run_jsons(workdir: Path) -> dict[str, dict]:
-    return {str(p.parent.relative_to(workdir / "results" / "runs")): json.loads(p.read_text())
-            for p in sorted((workdir / "results" / "runs").glob("*/*/*/run.json"))}
+    return {
+        str(p.parent.relative_to(workdir / "results" / "runs")): json.loads(p.read_text())
+        for p in sorted((workdir / "results" / "runs").glob("*/*/*/run.json"))
+    }
 
 
 def test_train_and_evaluate_ran_as_slurm_jobs_on_the_gpu_partition(runs, cluster):
@@ -167,8 +165,10 @@ def test_cells_per_gpu_ran_two_cells_in_one_slurm_job_at_once(runs):
     assert len(cells) == 2
     job_ids = {run["environment"]["SLURM_JOB_ID"] for run in cells.values()}
     assert len(job_ids) == 1, job_ids  # both cells in one SLURM job
-    intervals = [(dt.datetime.fromisoformat(run["started"]), dt.datetime.fromisoformat(run["finished"]))
-                 for run in cells.values()]
+    intervals = [
+        (dt.datetime.fromisoformat(run["started"]), dt.datetime.fromisoformat(run["finished"]))
+        for run in cells.values()
+    ]
     assert overlapping(intervals), intervals  # and at the same time, not one after the other
     # each cell still has its own outputs and log
     for run_id in cells:

@@ -23,8 +23,21 @@ REAL_SCORES = REPO / "results" / "tables" / "scores.csv"
 RATIOS = 10.0 ** np.array([-5.0, -4.5, -4.0, -3.5, -3.0])
 
 
-def simulate(rng, n_studies, slopes, categories, *, ratios=RATIOS, batch_sizes=(8, 32), seeds=(0, 1),
-             n_items=150, sigma_run=0.02, item_slope_sd=0.03, k=1.0, prefix="sim"):
+def simulate(
+    rng,
+    n_studies,
+    slopes,
+    categories,
+    *,
+    ratios=RATIOS,
+    batch_sizes=(8, 32),
+    seeds=(0, 1),
+    n_items=150,
+    sigma_run=0.02,
+    item_slope_sd=0.03,
+    k=1.0,
+    prefix="sim",
+):
     """Simulated scores table and per-item table.
 
     Per task, item i has a base success probability p_i ~ U(0.3, 0.7) (difficulty) and its own
@@ -54,16 +67,41 @@ def simulate(rng, n_studies, slopes, categories, *, ratios=RATIOS, batch_sizes=(
         d = rng.normal(0.0, item_slope_sd, (S, 1, N))
         e = rng.normal(0.0, sigma_run, (S, C, 1))
         P = np.clip(p + (beta + d) * z[None, :, None] + e, 0, 1)
-        M = (rng.random(P.shape) < P).astype(float)                    # studies x cells x items
+        M = (rng.random(P.shape) < P).astype(float)  # studies x cells x items
         task = f"t{t}"
-        score_frames.append(pd.DataFrame({
-            "model": np.repeat(models, C), "stage": "sft", "run_id": run_ids, "learning_rate": np.tile(lr, S),
-            "batch_size": np.tile(bs, S), "ratio": np.tile(ratio, S), "seed": np.tile(seed, S),
-            "optimizer_steps": np.tile(16000 // bs, S), "examples_seen": 16000, "task": task, "category": cat,
-            "metric": "acc,none", "metric_name": "acc", "primary": True, "value": M.mean(2).ravel(),
-            "stderr": np.nan, "n_samples": N}))
-        item_frames.append(pd.DataFrame({"run_id": np.repeat(run_ids, N), "task": task,
-                                         "doc_id": np.tile(np.arange(N), S * C), "score": M.ravel()}))
+        score_frames.append(
+            pd.DataFrame(
+                {
+                    "model": np.repeat(models, C),
+                    "stage": "sft",
+                    "run_id": run_ids,
+                    "learning_rate": np.tile(lr, S),
+                    "batch_size": np.tile(bs, S),
+                    "ratio": np.tile(ratio, S),
+                    "seed": np.tile(seed, S),
+                    "optimizer_steps": np.tile(16000 // bs, S),
+                    "examples_seen": 16000,
+                    "task": task,
+                    "category": cat,
+                    "metric": "acc,none",
+                    "metric_name": "acc",
+                    "primary": True,
+                    "value": M.mean(2).ravel(),
+                    "stderr": np.nan,
+                    "n_samples": N,
+                }
+            )
+        )
+        item_frames.append(
+            pd.DataFrame(
+                {
+                    "run_id": np.repeat(run_ids, N),
+                    "task": task,
+                    "doc_id": np.tile(np.arange(N), S * C),
+                    "score": M.ravel(),
+                }
+            )
+        )
     return pd.concat(score_frames, ignore_index=True), pd.concat(item_frames, ignore_index=True)
 
 
@@ -100,7 +138,7 @@ def test_slope_interval_coverage(planted):
     res = stats.task_slopes(scores, items, n_boot=N_BOOT, seed=1)
     assert len(res) == 4 * N_STUDIES
     assert (res["resampled"] == "items+seeds").all()
-    assert (res[["n_cells", "n_seeds", "n_items", "n_excluded"]].iloc[0].tolist() == [20, 2, 150, 0])
+    assert res[["n_cells", "n_seeds", "n_items", "n_excluded"]].iloc[0].tolist() == [20, 2, 150, 0]
     truth = res["task"].map({f"t{i}": b for i, b in enumerate(PLANTED["slopes"])})
     covered = (res["slope_lo"] <= truth) & (truth <= res["slope_hi"])
     coverage = covered.mean()
@@ -122,7 +160,7 @@ def test_planted_split_sign_recovered(planted):
     assert len(res) == N_STUDIES
     assert (res["n_tasks"] == 4).all()
     assert (res["split"] > 0).mean() >= 0.98
-    assert (res["split_lo"] > 0).mean() >= 0.9          # and the interval says so
+    assert (res["split_lo"] > 0).mean() >= 0.9  # and the interval says so
     # four tasks: 6 labelings, exact, and p can never go below 2/6
     assert (res["n_perm"] == 6).all() and res["perm_exact"].all()
     assert np.allclose(res["p_min"], 2 / 6) and (res["p_value"] >= 2 / 6 - 1e-12).all()
@@ -154,8 +192,9 @@ def test_permutation_false_positive_rate():
     most 6% (size + 3.5 sd). Cell-level data only (items=None), no bootstrap, so it is cheap.
     """
     cats = ("reasoning",) * 4 + ("pattern",) * 4
-    scores, _ = simulate(np.random.default_rng(11), 2 * N_STUDIES, slopes=(0.03,) * 8, categories=cats,
-                         n_items=100, seeds=(0,))
+    scores, _ = simulate(
+        np.random.default_rng(11), 2 * N_STUDIES, slopes=(0.03,) * 8, categories=cats, n_items=100, seeds=(0,)
+    )
     res = stats.split_statistic(scores, None, n_boot=0, seed=3)
     assert (res["n_perm"] == 70).all() and res["perm_exact"].all()
     assert np.allclose(res["p_min"], 2 / 70)
@@ -166,16 +205,18 @@ def test_permutation_false_positive_rate():
     # exact permutation p-values are uniform on their grid: about 20% of them are <= 0.2
     assert 0.14 <= (res["p_value"] <= 0.2).mean() <= 0.26
     # and with a planted split the permutation test does find it with 8 tasks
-    scores, _ = simulate(np.random.default_rng(12), 40, slopes=(0.06,) * 4 + (-0.06,) * 4, categories=cats,
-                         n_items=100, seeds=(0,))
+    scores, _ = simulate(
+        np.random.default_rng(12), 40, slopes=(0.06,) * 4 + (-0.06,) * 4, categories=cats, n_items=100, seeds=(0,)
+    )
     res = stats.split_statistic(scores, None, n_boot=0, seed=3)
     assert (res["p_value"] <= 0.05).mean() >= 0.9
 
 
 def test_random_permutations_when_many_labelings():
-    cats = ("reasoning",) * 7 + ("pattern",) * 7        # C(14, 7) = 3432 labelings > n_perm
-    scores, _ = simulate(np.random.default_rng(5), 1, slopes=(0.05,) * 7 + (-0.05,) * 7, categories=cats,
-                         n_items=60, seeds=(0,))
+    cats = ("reasoning",) * 7 + ("pattern",) * 7  # C(14, 7) = 3432 labelings > n_perm
+    scores, _ = simulate(
+        np.random.default_rng(5), 1, slopes=(0.05,) * 7 + (-0.05,) * 7, categories=cats, n_items=60, seeds=(0,)
+    )
     res = stats.split_statistic(scores, None, n_boot=0, n_perm=500, seed=0)
     assert not res["perm_exact"][0] and res["n_perm"][0] == 500
     # p = (1 + hits) / 501 with a strongly separated split: small, never 0
@@ -213,8 +254,14 @@ def test_without_items_resamples_seeds(planted):
 
 # ------------------------------------------------------------------ ratio invariance
 
-INV = dict(slopes=(0.1, -0.1), categories=("reasoning", "pattern"), batch_sizes=(8, 32, 128), seeds=(0, 1),
-           n_items=200, sigma_run=0.01)
+INV = dict(
+    slopes=(0.1, -0.1),
+    categories=("reasoning", "pattern"),
+    batch_sizes=(8, 32, 128),
+    seeds=(0, 1),
+    n_items=200,
+    sigma_run=0.01,
+)
 
 
 @pytest.mark.parametrize("k, expected", [(1.0, "ratio"), (0.5, "sqrt")])
@@ -255,13 +302,15 @@ def test_ratio_invariance_not_estimable_designs():
     assert res["verdict"][0] == "not estimable" and "one batch size" in res["reason"][0]
     assert np.isnan(res[["a", "b", "k", "k_lo", "k_hi"]].to_numpy(float)).all()
     # one ratio, LR scaled with BS: collinear
-    scores, _ = simulate(rng, 1, slopes=(0.1,), categories=("reasoning",), ratios=[1e-4], batch_sizes=(8, 16, 32),
-                         n_items=50)
+    scores, _ = simulate(
+        rng, 1, slopes=(0.1,), categories=("reasoning",), ratios=[1e-4], batch_sizes=(8, 16, 32), n_items=50
+    )
     res = stats.ratio_invariance(scores, None, n_boot=20)
     assert res["verdict"][0] == "not estimable" and "collinear" in res["reason"][0]
     # LR grid x BS grid with no shared ratio: refused by default, estimable when asked
-    scores, _ = simulate(rng, 1, slopes=(0.1,), categories=("reasoning",), ratios=[1e-5, 3e-5, 1e-4],
-                         batch_sizes=(8, 20), n_items=50)
+    scores, _ = simulate(
+        rng, 1, slopes=(0.1,), categories=("reasoning",), ratios=[1e-5, 3e-5, 1e-4], batch_sizes=(8, 20), n_items=50
+    )
     scores["learning_rate"] = scores["learning_rate"] * np.where(scores["batch_size"] == 20, 1.1, 1.0)
     scores["ratio"] = scores["learning_rate"] / scores["batch_size"]
     res = stats.ratio_invariance(scores, None, n_boot=20)
@@ -272,11 +321,25 @@ def test_ratio_invariance_not_estimable_designs():
 
 # ------------------------------------------------------------------ exact grid values
 
+
 def _grid_scores(lrs, batch_sizes, value):
-    rows = [{"model": "m", "stage": "sft", "run_id": f"m/sft/lr{lr}_bs{bs}_s{seed}", "learning_rate": lr,
-             "batch_size": bs, "seed": seed, "task": "t", "category": "reasoning", "primary": True,
-             "value": value(lr, bs, seed)}
-            for lr in lrs for bs in batch_sizes for seed in (0, 1)]
+    rows = [
+        {
+            "model": "m",
+            "stage": "sft",
+            "run_id": f"m/sft/lr{lr}_bs{bs}_s{seed}",
+            "learning_rate": lr,
+            "batch_size": bs,
+            "seed": seed,
+            "task": "t",
+            "category": "reasoning",
+            "primary": True,
+            "value": value(lr, bs, seed),
+        }
+        for lr in lrs
+        for bs in batch_sizes
+        for seed in (0, 1)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -284,8 +347,9 @@ def test_grid_values_group_exactly_with_no_tolerance():
     """Two ratios 1e-5 apart (relative) are two grid values, however close: the tables keep
     every float, so no rounding has to be undone by a tolerance."""
     close = 1.00001e-4
-    scores = _grid_scores([1e-4 * 8, close * 8, 1e-3 * 8], [8],
-                          lambda lr, bs, seed: 0.9 if lr == close * 8 else 0.3 + 0.01 * seed)
+    scores = _grid_scores(
+        [1e-4 * 8, close * 8, 1e-3 * 8], [8], lambda lr, bs, seed: 0.9 if lr == close * 8 else 0.3 + 0.01 * seed
+    )
     scores["ratio"] = scores["learning_rate"] / scores["batch_size"]
     res = stats.task_slopes(scores, None, n_boot=50, seed=0).iloc[0]
     assert res["best_ratio"] == close * 8 / 8  # the exact grid value, not its neighbour
@@ -307,6 +371,7 @@ def test_a_derived_ratio_is_canonical_so_equal_ratios_group():
 
 # ------------------------------------------------------------------ exclusions
 
+
 def test_excluded_cells_are_counted_not_filled():
     scores, items = simulate(np.random.default_rng(4), 1, **PLANTED, n_items=80)
     scores["status"] = "ok"
@@ -314,8 +379,9 @@ def test_excluded_cells_are_counted_not_filled():
     scores.loc[scores["run_id"] == bad_run, ["status", "value"]] = ["diverged", np.nan]
     nan_row = scores.index[(scores["task"] == "t1") & (scores["run_id"] != bad_run)][0]
     scores.loc[nan_row, "value"] = np.nan
-    items = items[~((items["run_id"] == bad_run) | ((items["run_id"] == scores.loc[nan_row, "run_id"])
-                                                    & (items["task"] == "t1")))]
+    items = items[
+        ~((items["run_id"] == bad_run) | ((items["run_id"] == scores.loc[nan_row, "run_id"]) & (items["task"] == "t1")))
+    ]
     res = stats.task_slopes(scores, items, n_boot=50).set_index("task")
     assert res.loc["t0", "n_excluded"] == 1 and res.loc["t1", "n_excluded"] == 2
     assert res.loc["t0", "n_cells"] == 19 and res.loc["t1", "n_cells"] == 18
@@ -353,6 +419,7 @@ def test_confounding_note():
 
 
 # ------------------------------------------------------------------ the real results file
+
 
 def _real_items(scores):
     """Items from lm-eval sample files next to the scores table, or None when any is missing."""

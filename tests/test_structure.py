@@ -38,7 +38,7 @@ def cycles(g: dict[str, set[str]]) -> list[list[str]]:
         state[node] = "open"
         for nxt in sorted(g.get(node, ())):
             if state.get(nxt) == "open":
-                found.append(stack[stack.index(nxt):] + [nxt])
+                found.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = "done"
@@ -59,8 +59,11 @@ def test_no_import_circle_among_the_modules():
 
 
 def test_modules_stay_readable():
-    long = {p.name: n for p in PACKAGE.glob("*.py")
-            if p.name != "stats.py" and (n := len(p.read_text().splitlines())) > MAX_LINES}
+    long = {
+        p.name: n
+        for p in PACKAGE.glob("*.py")
+        if p.name != "stats.py" and (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
     assert not long, f"split these by concern (at most about 300 lines): {long}"
 
 
@@ -76,6 +79,32 @@ def test_run_ids_are_spelled_out_only_in_grid():
     """The run-id and wildcard regular expressions live in grid.py; rules and other modules
     import them."""
     spelled = re.compile(r"_bs\\d|_bs\\\\d|\(r\|lr\)|r\|lr")
-    hits = [str(p.relative_to(REPO)) for p in [*PACKAGE.rglob("*.py"), *REPO.glob("rules/*.smk")]
-            if p.name != "grid.py" and spelled.search(p.read_text())]
+    hits = [
+        str(p.relative_to(REPO))
+        for p in [*PACKAGE.rglob("*.py"), *REPO.glob("rules/*.smk")]
+        if p.name != "grid.py" and spelled.search(p.read_text())
+    ]
     assert hits == []
+
+
+def run_tool(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_python_is_lint_clean_and_formatted():
+    """`make lint`'s ruff half: the config is pyproject.toml's [tool.ruff]."""
+    for args in (("ruff", "check", "."), ("ruff", "format", "--check", ".")):
+        proc = run_tool(*args)
+        assert proc.returncode == 0, (
+            f"`{' '.join(args)}` (fix with `ruff check --fix .` / `ruff format .`):\n"
+            + proc.stdout[-3000:]
+            + proc.stderr[-2000:]
+        )
+
+
+def test_rule_files_are_formatted():
+    proc = run_tool("snakefmt", "--check", "rules/", "Snakefile")
+    assert proc.returncode == 0, "run `snakefmt rules/ Snakefile`:\n" + proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -22,24 +22,67 @@ from workflow_scripts.numbers import canonical
 RATIOS = (1e-4 / 3, 1e-3)
 CELL_COLUMNS = ["model", "stage", "run_id", "learning_rate", "batch_size", "ratio", "seed"]
 COLUMNS = {  # what users' scripts read: names and order never change
-    "scores": CELL_COLUMNS + ["parent", "optimizer_steps", "examples_seen", "status", "task", "category", "metric",
-                              "metric_name", "primary", "value", "stderr", "n_samples"],
+    "scores": CELL_COLUMNS
+    + [
+        "parent",
+        "optimizer_steps",
+        "examples_seen",
+        "status",
+        "task",
+        "category",
+        "metric",
+        "metric_name",
+        "primary",
+        "value",
+        "stderr",
+        "n_samples",
+    ],
     "cells_csv": CELL_COLUMNS + ["parent", "status", "arith", "compare", "format", "sequence"],
-    "pivot_csv": ["model", "stage", "category", "task", "metric", "r=3.33333333333e-05", "r=1e-03", "cells",
-                  "excluded"],
+    "pivot_csv": [
+        "model",
+        "stage",
+        "category",
+        "task",
+        "metric",
+        "r=3.33333333333e-05",
+        "r=1e-03",
+        "cells",
+        "excluded",
+    ],
     "loss": CELL_COLUMNS + ["step", "examples_seen", "loss"],
-    "runs": CELL_COLUMNS + ["per_device_train_batch_size", "gradient_accumulation_steps", "gpus", "optimizer_steps",
-                            "examples_seen", "first_loss", "final_loss", "status", "git_commit"],
+    "runs": CELL_COLUMNS
+    + [
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "gpus",
+        "optimizer_steps",
+        "examples_seen",
+        "first_loss",
+        "final_loss",
+        "status",
+        "git_commit",
+    ],
 }
 
 
 def spec_of(cell) -> dict:
     """The cell's record under run.json's "spec", with the keys train.py writes there
     (spec.training_spec) that the tables read."""
-    return {"run_id": cell.run_id, "model": cell.model, "stage": cell.stage, "stage_kind": "sft",
-            "parent_run_id": None, "learning_rate": cell.learning_rate, "effective_batch_size": cell.batch_size,
-            "ratio": cell.ratio, "grid_kind": cell.grid_kind, "seed": cell.seed, "per_device_train_batch_size": 2,
-            "gradient_accumulation_steps": cell.batch_size // 2, "gpus": 1}
+    return {
+        "run_id": cell.run_id,
+        "model": cell.model,
+        "stage": cell.stage,
+        "stage_kind": "sft",
+        "parent_run_id": None,
+        "learning_rate": cell.learning_rate,
+        "effective_batch_size": cell.batch_size,
+        "ratio": cell.ratio,
+        "grid_kind": cell.grid_kind,
+        "seed": cell.seed,
+        "per_device_train_batch_size": 2,
+        "gradient_accumulation_steps": cell.batch_size // 2,
+        "gpus": 1,
+    }
 
 
 def write_cell(root: Path, study, i: int, cell, spec: dict | None = None) -> dict:
@@ -47,14 +90,25 @@ def write_cell(root: Path, study, i: int, cell, spec: dict | None = None) -> dic
     whose decimals do not end (k / 7, k / 11)."""
     files = cell_files(cell.run_id, root)
     steps = 96 // cell.batch_size
-    run = {"run_id": cell.run_id, "spec": spec_of(cell) if spec is None else spec, "status": "ok",
-           "optimizer_steps": steps, "examples_seen": 96, "first_loss": 3 + 1 / 7, "final_loss": 1 + i / 11,
-           "git": {"commit": "0" * 40}, "train_file_sha256": "1" * 64}
+    run = {
+        "run_id": cell.run_id,
+        "spec": spec_of(cell) if spec is None else spec,
+        "status": "ok",
+        "optimizer_steps": steps,
+        "examples_seen": 96,
+        "first_loss": 3 + 1 / 7,
+        "final_loss": 1 + i / 11,
+        "git": {"commit": "0" * 40},
+        "train_file_sha256": "1" * 64,
+    }
     history = [{"step": s, "loss": 3 / (s + i + 7)} for s in range(4, steps + 1, 4)] + [{"train_runtime": 1.5}]
     results = {"results": {}, "configs": {}}
     for j, (task, t) in enumerate(sorted(study.tasks.items())):
-        results["results"][task] = {t["metric"]: (i + j + 1) / 7, stderr_key(t["metric"]): (j + 1) / 77,
-                                    "sample_len": 12}
+        results["results"][task] = {
+            t["metric"]: (i + j + 1) / 7,
+            stderr_key(t["metric"]): (j + 1) / 77,
+            "sample_len": 12,
+        }
         results["configs"][task] = {"task": task, "metadata": {"version": 1}}
     for key, data in (("run_json", run), ("history_json", history), ("eval_json", results)):
         Path(files[key]).parent.mkdir(parents=True, exist_ok=True)
@@ -72,8 +126,10 @@ def study_root(tmp_path):
 def tables(study, cells, folder: Path, float_format=None) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     outputs = {k: str(folder / n) for k, n in TABLE_NAMES.items()}
-    return {"frames": write_tables(cells, study.tasks, study.config["study"], outputs, float_format=float_format),
-            "paths": outputs}
+    return {
+        "frames": write_tables(cells, study.tasks, study.config["study"], outputs, float_format=float_format),
+        "paths": outputs,
+    }
 
 
 def test_tables_read_run_json_and_keep_every_float(study_root):
@@ -92,7 +148,11 @@ def test_tables_read_run_json_and_keep_every_float(study_root):
     for _, row in pd.read_csv(out["paths"]["runs"]).iterrows():
         cell = by_run[row["run_id"]]
         assert (row["learning_rate"], row["batch_size"], row["ratio"], row["seed"]) == (
-            cell.learning_rate, cell.batch_size, cell.ratio, cell.seed)  # exactly, not approx
+            cell.learning_rate,
+            cell.batch_size,
+            cell.ratio,
+            cell.seed,
+        )  # exactly, not approx
     assert sorted(scores["ratio"].unique()) == sorted(canonical(r) for r in RATIOS)  # the grid's own floats
     assert (pd.read_csv(out["paths"]["loss"])["examples_seen"] % 4 == 0).all()
 
@@ -111,7 +171,13 @@ def test_the_tables_take_what_run_json_recorded(study_root, tmp_path):
         row = score_rows(cell.run_id, run, results, study.tasks)[0]
         parsed = parse_run_id(cell.run_id)
         assert (row["model"], row["stage"], row["learning_rate"], row["batch_size"], row["ratio"], row["seed"]) == (
-            parsed.model, parsed.stage, parsed.learning_rate, parsed.batch_size, parsed.ratio, parsed.seed)
+            parsed.model,
+            parsed.stage,
+            parsed.learning_rate,
+            parsed.batch_size,
+            parsed.ratio,
+            parsed.seed,
+        )
     with pytest.raises(ValueError, match="records the cell"):
         score_rows(cell.run_id, {"status": "ok", "spec": spec_of(study.cells[1])}, results, study.tasks)
 
@@ -145,6 +211,8 @@ def test_a_set_frozen_at_full_precision_catches_a_change_in_the_ninth_digit(stud
     data["results"]["compare"]["acc,none"] = 2 / 7 + 1e-9  # the same at six digits
     raw.write_text(json.dumps(data))
     problems = verify("full", root)
-    assert any(p.startswith(f"scores.csv: {cells[0]['run_id']} / compare / acc,none: frozen 0.2857142857142857")
-               for p in problems), problems
+    assert any(
+        p.startswith(f"scores.csv: {cells[0]['run_id']} / compare / acc,none: frozen 0.2857142857142857")
+        for p in problems
+    ), problems
     assert "scores.csv: regenerated table differs from results/frozen/full/tables/scores.csv" in problems

@@ -4,12 +4,12 @@ import json
 import math
 
 import pytest
-
 from conftest import small_study, tiny_setup
+
 from workflow_scripts import synthetic
-from workflow_scripts.io import write_jsonl
 from workflow_scripts.config import load_study
 from workflow_scripts.evaluate import evaluate_cell, primary_scores
+from workflow_scripts.io import write_jsonl
 from workflow_scripts.train import train_cell
 
 
@@ -38,8 +38,15 @@ def test_training_writes_model_history_and_run_record(trained):
     assert (out / "model" / "model.safetensors").exists() and (out / "model" / "tokenizer.json").exists()
     on_disk = json.loads((out / "run.json").read_text())
     assert on_disk == rec
-    for key in ("learning_rate", "effective_batch_size", "ratio", "seed", "per_device_train_batch_size",
-                "gradient_accumulation_steps", "model_revision"):
+    for key in (
+        "learning_rate",
+        "effective_batch_size",
+        "ratio",
+        "seed",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "model_revision",
+    ):
         assert key in on_disk["spec"]
     assert on_disk["spec"]["learning_rate"] == pytest.approx(on_disk["spec"]["ratio"] * 4)
     assert on_disk["precision"] == {"use_cpu": True, "bf16": False, "fp16": False, "device": "cpu"}
@@ -59,8 +66,14 @@ def test_training_writes_model_history_and_run_record(trained):
 
 def test_lm_eval_scores_match_the_per_sample_outputs(prepared, trained, tmp_path):
     tasks = prepared["study"].tasks
-    out = evaluate_cell(str(trained["out"] / "model"), tasks, prepared["test_files"], tmp_path / "results.json",
-                        tmp_path / "samples", batch_size=8)
+    out = evaluate_cell(
+        str(trained["out"] / "model"),
+        tasks,
+        prepared["test_files"],
+        tmp_path / "results.json",
+        tmp_path / "samples",
+        batch_size=8,
+    )
     assert json.loads((tmp_path / "results.json").read_text())["results"].keys() == tasks.keys()
     scores = primary_scores(out["results"], tasks)
     assert all(0.0 <= v <= 1.0 for v in scores.values())
@@ -74,8 +87,10 @@ def test_lm_eval_scores_match_the_per_sample_outputs(prepared, trained, tmp_path
         elif task["synthetic"] == "format":
             ok = [float(synthetic.check_format(r["doc"], r["resps"][0][0])) for r in rows]
         else:  # loglikelihood multiple choice: the most likely choice is the gold one
-            ok = [float(max(range(len(r["filtered_resps"])), key=lambda i: r["filtered_resps"][i][0])
-                        == int(r["target"])) for r in rows]
+            ok = [
+                float(max(range(len(r["filtered_resps"])), key=lambda i: r["filtered_resps"][i][0]) == int(r["target"]))
+                for r in rows
+            ]
         assert [r[metric] for r in rows] == ok
         assert out["results"][name][task["metric"]] == pytest.approx(sum(ok) / len(ok))
 
@@ -86,15 +101,17 @@ def test_every_evaluation_is_archived_and_a_rerun_keeps_the_first(prepared, trai
     tasks = {"compare": prepared["study"].tasks["compare"]}
     archive = tmp_path / "archive"
     out, samples = tmp_path / "eval" / "results.json", tmp_path / "eval" / "samples"
-    evaluate_cell(str(trained["out"] / "model"), tasks, prepared["test_files"], out, samples,
-                  batch_size=8, archive_dir=archive)
+    evaluate_cell(
+        str(trained["out"] / "model"), tasks, prepared["test_files"], out, samples, batch_size=8, archive_dir=archive
+    )
     first = out.read_text()
     # a rerun: Snakemake deletes the outputs first, then the job writes them anew
     out.unlink()
     for f in samples.iterdir():
         f.unlink()
-    evaluate_cell(str(trained["out"] / "model"), tasks, prepared["test_files"], out, samples,
-                  batch_size=8, archive_dir=archive)
+    evaluate_cell(
+        str(trained["out"] / "model"), tasks, prepared["test_files"], out, samples, batch_size=8, archive_dir=archive
+    )
     kept = sorted(archive.iterdir())
     assert len(kept) == 2
     assert (kept[0] / "results.json").read_text() == first
@@ -114,8 +131,15 @@ def test_builtin_task_runs_in_the_evaluate_step_on_local_files(prepared, trained
     write_jsonl(splits["test"], data / "test.jsonl")
     write_jsonl(splits["train"], data / "train.jsonl")
     tasks = {"arc_easy": {"category": "reasoning", "metric": "acc_norm,none", "num_fewshot": 0}}
-    out = evaluate_cell(str(trained["out"] / "model"), tasks, {}, tmp_path / "results.json", tmp_path / "samples",
-                        batch_size=8, benchmark_dirs={"arc_easy": str(data)})
+    out = evaluate_cell(
+        str(trained["out"] / "model"),
+        tasks,
+        {},
+        tmp_path / "results.json",
+        tmp_path / "samples",
+        batch_size=8,
+        benchmark_dirs={"arc_easy": str(data)},
+    )
     res = out["results"]["arc_easy"]
     assert res["alias"] == "arc_easy" and 0.0 <= res["acc_norm,none"] <= 1.0
     samples = [json.loads(x) for x in (tmp_path / "samples" / "arc_easy.jsonl").read_text().splitlines()]
@@ -132,8 +156,12 @@ def test_vllm_backend_without_vllm_says_how_to_get_it():
     import importlib.util
 
     from workflow_scripts.evaluate import backend_model_args
-    assert backend_model_args("hf", "m", "float32", 2048, 0) == {"pretrained": "m", "dtype": "float32",
-                                                                "max_length": 2048}
+
+    assert backend_model_args("hf", "m", "float32", 2048, 0) == {
+        "pretrained": "m",
+        "dtype": "float32",
+        "max_length": 2048,
+    }
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")
     with pytest.raises(RuntimeError, match=r"pip install -e \.\[vllm\].*evaluation.backend: hf"):

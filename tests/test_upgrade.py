@@ -65,7 +65,7 @@ REQUIRE_BASE = "LRBS_REQUIRE_UPGRADE_BASE"
 
 # Run by every Python process started with PYTHONPATH pointing at its folder: at exit, it
 # appends which file each loaded workflow_scripts module came from.
-SITECUSTOMIZE = '''\
+SITECUSTOMIZE = """\
 import atexit, json, os, sys
 
 def _lrbs_record_imports():
@@ -76,13 +76,29 @@ def _lrbs_record_imports():
             f.write(json.dumps({"pid": os.getpid(), "argv": sys.argv[:2], "modules": mods}) + "\\n")
 
 atexit.register(_lrbs_record_imports)
-'''
+"""
 
 # The jobs of the small study, each a script in workflow_scripts/entry/ at BASE
-STUDY_RULES = {"make_task_data", "make_train_data", "build_tiny_model", "train", "evaluate",
-               "aggregate", "statistics", "plots"}
-ENTRY_SCRIPTS = {"make_task_data", "make_train_data", "build_tiny_model", "train", "evaluate",
-                 "aggregate", "analyze", "plots"}
+STUDY_RULES = {
+    "make_task_data",
+    "make_train_data",
+    "build_tiny_model",
+    "train",
+    "evaluate",
+    "aggregate",
+    "statistics",
+    "plots",
+}
+ENTRY_SCRIPTS = {
+    "make_task_data",
+    "make_train_data",
+    "build_tiny_model",
+    "train",
+    "evaluate",
+    "aggregate",
+    "analyze",
+    "plots",
+}
 
 
 def _git(*args, **kw):
@@ -98,8 +114,9 @@ def _base_tree_or_skip() -> bytes:
         reason = f"{REPO} is not a git checkout"
     elif _git("cat-file", "-e", f"{BASE}^{{commit}}").returncode != 0:
         shallow = _git("rev-parse", "--is-shallow-repository", text=True).stdout.strip() == "true"
-        reason = (f"commit {BASE} (the upgrade test's base) is not in this repository's history"
-                  + (" (a shallow clone: fetch with --unshallow)" if shallow else ""))
+        reason = f"commit {BASE} (the upgrade test's base) is not in this repository's history" + (
+            " (a shallow clone: fetch with --unshallow)" if shallow else ""
+        )
     if reason:
         if os.environ.get(REQUIRE_BASE) == "1":
             pytest.fail(f"{reason}; {REQUIRE_BASE}=1 makes this a failure")
@@ -142,10 +159,24 @@ def _snakemake(checkout: Path, workdir: Path, configfile: Path, imports: Path, *
     site = imports.parent / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = dict(os.environ, PYTHONHASHSEED="0", LRBS_UPGRADE_IMPORTS=str(imports),
-               PYTHONPATH=os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(checkout / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(configfile), *args]
+    env = dict(
+        os.environ,
+        PYTHONHASHSEED="0",
+        LRBS_UPGRADE_IMPORTS=str(imports),
+        PYTHONPATH=os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p),
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(checkout / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        *args,
+    ]
     proc = subprocess.run(cmd, check=False, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
     return proc, proc.stdout + proc.stderr
 
@@ -157,9 +188,12 @@ def _imports(path: Path) -> list[dict]:
 def _assert_imported_from(records: list[dict], checkout: Path, what: str) -> None:
     assert records, f"{what}: no process recorded its workflow_scripts imports"
     root = checkout.resolve()
-    wrong = {(r["argv"][-1] if r["argv"] else "?", name, file) for r in records
-             for name, file in r["modules"].items()
-             if file is None or not Path(file).resolve().is_relative_to(root)}
+    wrong = {
+        (r["argv"][-1] if r["argv"] else "?", name, file)
+        for r in records
+        for name, file in r["modules"].items()
+        if file is None or not Path(file).resolve().is_relative_to(root)
+    }
     assert not wrong, f"{what}: workflow_scripts modules not from {root}:\n" + "\n".join(map(str, sorted(wrong)))
 
 
@@ -189,26 +223,31 @@ def _reasons(dry_run_output: str) -> list[str]:
             current = [m.group(1), "", ""]
             out.append(current)
         elif current and s.startswith("wildcards:"):
-            current[1] = s[len("wildcards:"):].strip()
+            current[1] = s[len("wildcards:") :].strip()
         elif current and s.startswith("reason:"):
-            current[2] = s[len("reason:"):].strip()
+            current[2] = s[len("reason:") :].strip()
     return [f"{rule} ({wc}): {reason}" if wc else f"{rule}: {reason}" for rule, wc, reason in out]
 
 
 def _diagnostics(checkout, workdir, configfile, imports, dry_run_output, changed) -> str:
     summary, _ = _snakemake(checkout, workdir, configfile, imports, "--summary", timeout=300)
-    rows = [line for line in summary.stdout.splitlines()[1:]
-            if line.count("\t") >= 4 and line.split("\t")[4] != "ok"]
-    return ("a study finished with BASE's code would rerun under the current code.\n"
-            "Planned jobs (rule (wildcards): Snakemake's reason):\n  " + "\n  ".join(_reasons(dry_run_output))
-            + "\n\n`snakemake --summary`, files whose status is not ok (file, date, rule, log, status, plan):\n  "
-            + "\n  ".join(rows or ["(none)"])
-            + f"\n\nFiles the update from BASE wrote or deleted ({len(changed)}):\n  " + "\n  ".join(changed)
-            + ("\n\ntests/golden/specs.json differs from BASE's: if that contract change is meant, old studies"
-               " rerun by design and BASE moves to the commit that made it (see this module's docstring)"
-               if "tests/golden/specs.json" in changed else
-               "\n\ntests/golden/specs.json is BASE's: no contract change was declared, so nothing should rerun")
-            + f"\n\nTail of the dry run:\n{dry_run_output[-6000:]}")
+    rows = [line for line in summary.stdout.splitlines()[1:] if line.count("\t") >= 4 and line.split("\t")[4] != "ok"]
+    return (
+        "a study finished with BASE's code would rerun under the current code.\n"
+        "Planned jobs (rule (wildcards): Snakemake's reason):\n  "
+        + "\n  ".join(_reasons(dry_run_output))
+        + "\n\n`snakemake --summary`, files whose status is not ok (file, date, rule, log, status, plan):\n  "
+        + "\n  ".join(rows or ["(none)"])
+        + f"\n\nFiles the update from BASE wrote or deleted ({len(changed)}):\n  "
+        + "\n  ".join(changed)
+        + (
+            "\n\ntests/golden/specs.json differs from BASE's: if that contract change is meant, old studies"
+            " rerun by design and BASE moves to the commit that made it (see this module's docstring)"
+            if "tests/golden/specs.json" in changed
+            else "\n\ntests/golden/specs.json is BASE's: no contract change was declared, so nothing should rerun"
+        )
+        + f"\n\nTail of the dry run:\n{dry_run_output[-6000:]}"
+    )
 
 
 def test_a_study_finished_with_base_needs_nothing_under_the_current_code(tmp_path, monkeypatch):

@@ -5,8 +5,8 @@ import re
 
 import pandas as pd
 import pytest
-
 from conftest import REPO, small_study, snakemake, write_config
+
 from workflow_scripts.grid import parse_run_id
 
 TASKS = {"arith", "compare", "sequence", "format"}
@@ -21,7 +21,7 @@ def planned_jobs(dry_run_output: str) -> list[tuple[str, dict]]:
             current = (m.group(1), {})
             jobs.append(current)
         elif current and line.strip().startswith("wildcards:"):
-            for part in line.strip()[len("wildcards:"):].split(","):
+            for part in line.strip()[len("wildcards:") :].split(","):
                 k, v = part.strip().split("=", 1)
                 current[1][k] = v
     return jobs
@@ -46,12 +46,23 @@ def test_tables_have_one_row_per_cell_and_task_with_parsable_ids(study_dir):
     for _, row in prim.iterrows():
         cell = parse_run_id(row["run_id"])
         assert (cell.learning_rate, cell.batch_size, cell.ratio, cell.seed) == pytest.approx(
-            (row["learning_rate"], row["batch_size"], row["ratio"], row["seed"]))
+            (row["learning_rate"], row["batch_size"], row["ratio"], row["seed"])
+        )
     assert sorted(prim["ratio"].unique()) == [1e-4, 1e-3]
     assert (prim["optimizer_steps"] == 24).all() and (prim["examples_seen"] == 96).all()
 
     pivot = pd.read_csv(study_dir / "results/tables/pivot.csv")
-    assert list(pivot.columns) == ["model", "stage", "category", "task", "metric", "r=1e-04", "r=1e-03", "cells", "excluded"]
+    assert list(pivot.columns) == [
+        "model",
+        "stage",
+        "category",
+        "task",
+        "metric",
+        "r=1e-04",
+        "r=1e-03",
+        "cells",
+        "excluded",
+    ]
     assert len(pivot) == len(TASKS)
     tex = (study_dir / "results/tables/pivot.tex").read_text()
     assert "\\begin{tabular}" in tex and "\\toprule" in tex
@@ -119,14 +130,39 @@ def test_adding_a_ratio_runs_only_the_new_cells(study_dir):
     assert planned_jobs(snakemake(study_dir, cfg, "-n").stdout) == []
 
 
-@pytest.mark.parametrize("configfile,counts", [
-    # 135M: 30 SFT + 12 DPO cells, 8 paper benchmarks, the SFT and DPO hub subsets
-    ("config.yaml", {"prefetch_model": 1, "prefetch_benchmark": 8, "make_train_data": 2, "train": 42,
-                     "evaluate": 42, "aggregate": 1, "statistics": 1, "plots": 1}),
-    # 1.7B: 8 SFT cells + DPO-1130 and DPO-1207 grids of 3
-    ("studies/smoltulu-1.7b.yaml", {"prefetch_model": 1, "prefetch_benchmark": 8, "make_train_data": 3,
-                                    "train": 14, "evaluate": 14, "aggregate": 1, "statistics": 1, "plots": 1}),
-])
+@pytest.mark.parametrize(
+    "configfile,counts",
+    [
+        # 135M: 30 SFT + 12 DPO cells, 8 paper benchmarks, the SFT and DPO hub subsets
+        (
+            "config.yaml",
+            {
+                "prefetch_model": 1,
+                "prefetch_benchmark": 8,
+                "make_train_data": 2,
+                "train": 42,
+                "evaluate": 42,
+                "aggregate": 1,
+                "statistics": 1,
+                "plots": 1,
+            },
+        ),
+        # 1.7B: 8 SFT cells + DPO-1130 and DPO-1207 grids of 3
+        (
+            "studies/smoltulu-1.7b.yaml",
+            {
+                "prefetch_model": 1,
+                "prefetch_benchmark": 8,
+                "make_train_data": 3,
+                "train": 14,
+                "evaluate": 14,
+                "aggregate": 1,
+                "statistics": 1,
+                "plots": 1,
+            },
+        ),
+    ],
+)
 def test_real_study_dag_builds_offline(tmp_path, configfile, counts):
     """The whole DAG (prefetch, SFT cells, DPO cells, evaluations, tables, figures) builds on
     a machine without internet; nothing is fetched at DAG-build time."""
@@ -140,14 +176,25 @@ def test_real_study_dag_builds_offline(tmp_path, configfile, counts):
 def test_without_configfile_config_yaml_is_the_study_and_config_overrides_apply():
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "threads=3"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--config", "threads=3"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     jobs = planned_jobs(proc.stdout)
     assert sum(rule == "train" for rule, _ in jobs) == 42  # config.yaml: 30 SFT + 12 DPO cells
     # an override reaches the validated config: a bad one is caught and named
-    bad = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--config", "threads=0"], cwd=REPO,
-                         capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--config", "threads=0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode != 0 and "config error at threads" in bad.stdout + bad.stderr
 
 
@@ -169,8 +216,10 @@ def test_lint_is_clean(configfile):
 def _freeze_cli(*args):
     import subprocess
     import sys
-    return subprocess.run([sys.executable, "-m", "workflow_scripts.freeze", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+
+    return subprocess.run(
+        [sys.executable, "-m", "workflow_scripts.freeze", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_freeze_verify_and_a_changed_raw_score_is_named(study_dir):
@@ -179,6 +228,7 @@ def test_freeze_verify_and_a_changed_raw_score_is_named(study_dir):
     assert made.returncode == 0, made.stderr
     frozen = study_dir / "results/frozen/paper-v1"
     import json
+
     manifest = json.loads((frozen / "MANIFEST.json").read_text())
     assert "tables/scores.csv" in manifest["files"] and "figures/split.pdf" in manifest["files"]
     assert set(manifest["lm_eval_task_hashes"]) == TASKS and manifest["versions"]["lm_eval"]
@@ -235,9 +285,25 @@ def test_profile_dry_run_shows_what_each_training_job_asks_for(tmp_path):
     """`snakemake --profile slurm -n` from the repository root (where ./slurm is found)."""
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "slurm", "-n", "-d", str(tmp_path),
-                           "--configfile", str(REPO / "config.yaml")], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--profile",
+            "slurm",
+            "-n",
+            "-d",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config.yaml"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     blocks = proc.stdout.split("\n\n")
     train = [b for b in blocks if re.search(r"^\s*rule train:", b, re.M)]

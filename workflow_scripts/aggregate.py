@@ -38,8 +38,14 @@ from .reference import reference_table
 
 CELL_COLUMNS = ["model", "stage", "run_id", "learning_rate", "batch_size", "ratio", "seed"]
 # table column -> the key of run.json's ``spec`` that recorded it (spec.training_spec)
-SPEC_KEYS = {"model": "model", "stage": "stage", "learning_rate": "learning_rate",
-             "batch_size": "effective_batch_size", "ratio": "ratio", "seed": "seed"}
+SPEC_KEYS = {
+    "model": "model",
+    "stage": "stage",
+    "learning_rate": "learning_rate",
+    "batch_size": "effective_batch_size",
+    "ratio": "ratio",
+    "seed": "seed",
+}
 # how every float of a CSV table is written: None is pandas' repr, which reads back exactly;
 # freeze.verify still regenerates at the old "%.6g" to check sets frozen before full precision
 CSV_FLOAT_FORMAT = None
@@ -79,16 +85,31 @@ def score_rows(run_id: str, run: dict, results: dict, tasks: dict) -> list[dict]
     """Tidy rows for one evaluated cell."""
     base = _cell_columns(run_id, run)
     status = run.get("status", "ok")
-    base.update({"parent": run.get("spec", {}).get("parent_run_id") or "",
-                 "optimizer_steps": run.get("optimizer_steps"), "examples_seen": run.get("examples_seen"),
-                 "status": status})
+    base.update(
+        {
+            "parent": run.get("spec", {}).get("parent_run_id") or "",
+            "optimizer_steps": run.get("optimizer_steps"),
+            "examples_seen": run.get("examples_seen"),
+            "status": status,
+        }
+    )
     rows = []
     if status != "ok" or results.get("status") == "skipped":
         # not scored: one row per task that says so, never a made-up number
         for task, spec in sorted(tasks.items()):
-            rows.append({**base, "task": task, "category": spec["category"], "metric": spec["metric"],
-                         "metric_name": split_metric(spec["metric"])[0], "primary": True,
-                         "value": math.nan, "stderr": math.nan, "n_samples": 0})
+            rows.append(
+                {
+                    **base,
+                    "task": task,
+                    "category": spec["category"],
+                    "metric": spec["metric"],
+                    "metric_name": split_metric(spec["metric"])[0],
+                    "primary": True,
+                    "value": math.nan,
+                    "stderr": math.nan,
+                    "n_samples": 0,
+                }
+            )
         return rows
     for task, spec in sorted(tasks.items()):
         if task not in results["results"]:
@@ -101,9 +122,19 @@ def score_rows(run_id: str, run: dict, results: dict, tasks: dict) -> list[dict]
             value = float(res[m])
             se = res.get(stderr_key(m))
             se = float(se) if isinstance(se, (int, float)) else math.nan
-            rows.append({**base, "task": task, "category": spec["category"], "metric": m,
-                         "metric_name": split_metric(m)[0], "primary": m == spec["metric"],
-                         "value": value, "stderr": se, "n_samples": res.get("sample_len")})
+            rows.append(
+                {
+                    **base,
+                    "task": task,
+                    "category": spec["category"],
+                    "metric": m,
+                    "metric_name": split_metric(m)[0],
+                    "primary": m == spec["metric"],
+                    "value": value,
+                    "stderr": se,
+                    "n_samples": res.get("sample_len"),
+                }
+            )
     cut = truncated_counts(results)
     if cut is not None:
         for r in rows:
@@ -118,8 +149,9 @@ def scores_table(cells: list[dict], tasks: dict) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if "truncated" in df:  # appended last; empty (not 0) where an evaluation did not count
         df["truncated"] = df.pop("truncated").astype("Int64")
-    return df.sort_values(["model", "stage", "ratio", "batch_size", "seed", "task", "metric"],
-                          kind="stable").reset_index(drop=True)
+    return df.sort_values(
+        ["model", "stage", "ratio", "batch_size", "seed", "task", "metric"], kind="stable"
+    ).reset_index(drop=True)
 
 
 def pivot_table(scores: pd.DataFrame) -> pd.DataFrame:
@@ -128,8 +160,10 @@ def pivot_table(scores: pd.DataFrame) -> pd.DataFrame:
     prim = scores[scores["primary"]]
     ok = prim[prim["status"] == "ok"]
     piv = ok.pivot_table(index=keys, columns="ratio", values="value", aggfunc="mean", dropna=False)
-    piv = piv.reindex(index=pd.MultiIndex.from_frame(prim[keys].drop_duplicates().sort_values(keys)),
-                      columns=sorted(prim["ratio"].unique()))
+    piv = piv.reindex(
+        index=pd.MultiIndex.from_frame(prim[keys].drop_duplicates().sort_values(keys)),
+        columns=sorted(prim["ratio"].unique()),
+    )
     piv.columns = [f"r={fmt_num(c)}" for c in piv.columns]
     piv["cells"] = ok.groupby(keys)["run_id"].nunique()
     piv["excluded"] = prim[prim["status"] != "ok"].groupby(keys)["run_id"].nunique()
@@ -158,8 +192,14 @@ def loss_table(cells: list[dict]) -> pd.DataFrame:
         cols = _cell_columns(c["run_id"], _read_json(c["run_json"]))
         for h in history:
             if "loss" in h:
-                rows.append({**cols, "step": h["step"], "examples_seen": h["step"] * cols["batch_size"],
-                             "loss": float(h["loss"])})
+                rows.append(
+                    {
+                        **cols,
+                        "step": h["step"],
+                        "examples_seen": h["step"] * cols["batch_size"],
+                        "loss": float(h["loss"]),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -168,13 +208,20 @@ def runs_table(cells: list[dict]) -> pd.DataFrame:
     for c in cells:
         run = _read_json(c["run_json"])
         spec = run["spec"]
-        rows.append({**_cell_columns(c["run_id"], run),
-                     "per_device_train_batch_size": spec["per_device_train_batch_size"],
-                     "gradient_accumulation_steps": spec["gradient_accumulation_steps"],
-                     "gpus": spec["gpus"], "optimizer_steps": run["optimizer_steps"],
-                     "examples_seen": run["examples_seen"], "first_loss": run["first_loss"],
-                     "final_loss": run["final_loss"],
-                     "status": run.get("status", "ok"), "git_commit": run["git"]["commit"]})
+        rows.append(
+            {
+                **_cell_columns(c["run_id"], run),
+                "per_device_train_batch_size": spec["per_device_train_batch_size"],
+                "gradient_accumulation_steps": spec["gradient_accumulation_steps"],
+                "gpus": spec["gpus"],
+                "optimizer_steps": run["optimizer_steps"],
+                "examples_seen": run["examples_seen"],
+                "first_loss": run["first_loss"],
+                "final_loss": run["final_loss"],
+                "status": run.get("status", "ok"),
+                "git_commit": run["git"]["commit"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -186,31 +233,57 @@ def _write_csv(df: pd.DataFrame, path, float_format: str | None = CSV_FLOAT_FORM
 def pivot_latex(piv: pd.DataFrame, study: str) -> str:
     body = piv.drop(columns=["model", "stage", "metric"]).copy()
     body = body.rename(columns={"category": "Category", "task": "Task", "cells": "Cells", "excluded": "Excluded"})
-    caption = (f"Primary score by task and LR/BS ratio (study {study}); mean over seeds and "
-               "effective batch sizes. Cells: runs averaged; excluded: runs that diverged.")
-    return body.to_latex(index=False, float_format="%.3f", na_rep="--", caption=caption,
-                         label=f"tab:{study}-pivot", escape=True)
+    caption = (
+        f"Primary score by task and LR/BS ratio (study {study}); mean over seeds and "
+        "effective batch sizes. Cells: runs averaged; excluded: runs that diverged."
+    )
+    return body.to_latex(
+        index=False, float_format="%.3f", na_rep="--", caption=caption, label=f"tab:{study}-pivot", escape=True
+    )
 
 
-def write_reference(scores: pd.DataFrame, published_csv, pairs: dict, study: str, outputs: dict,
-                    float_format: str | None = CSV_FLOAT_FORMAT) -> pd.DataFrame:
+def write_reference(
+    scores: pd.DataFrame,
+    published_csv,
+    pairs: dict,
+    study: str,
+    outputs: dict,
+    float_format: str | None = CSV_FLOAT_FORMAT,
+) -> pd.DataFrame:
     """Named cells beside the published scores (empty, with the columns, when none are named)."""
     ref = reference_table(scores, pd.read_csv(published_csv), pairs or {})
     _write_csv(ref, outputs["reference_csv"], float_format)
-    caption = (f"Named cells of {study} beside the published SmolTulu scores (%); published: lighteval, "
-               "ours: lm-eval")
+    caption = f"Named cells of {study} beside the published SmolTulu scores (%); published: lighteval, ours: lm-eval"
     with atomic_path(outputs["reference_tex"]) as tmp:
-        tmp.write_text(ref.to_latex(index=False, float_format="%.1f", na_rep="--", caption=caption,
-                                    label=f"tab:{study}-reference", escape=True))
+        tmp.write_text(
+            ref.to_latex(
+                index=False,
+                float_format="%.1f",
+                na_rep="--",
+                caption=caption,
+                label=f"tab:{study}-reference",
+                escape=True,
+            )
+        )
     with atomic_path(outputs["reference_md"]) as tmp:
-        tmp.write_text(markdown_table(ref, caption) if len(ref) else
-                       f"**{caption}**\n\nNo cell of this study is named in `reference:` of its config.\n")
+        tmp.write_text(
+            markdown_table(ref, caption)
+            if len(ref)
+            else f"**{caption}**\n\nNo cell of this study is named in `reference:` of its config.\n"
+        )
     return ref
 
 
-def write_tables(cells: list[dict], tasks: dict, study: str, outputs: dict, config: dict | None = None,
-                 published_csv=None, reference: dict | None = None,
-                 float_format: str | None = CSV_FLOAT_FORMAT) -> dict:
+def write_tables(
+    cells: list[dict],
+    tasks: dict,
+    study: str,
+    outputs: dict,
+    config: dict | None = None,
+    published_csv=None,
+    reference: dict | None = None,
+    float_format: str | None = CSV_FLOAT_FORMAT,
+) -> dict:
     """Build every table; ``outputs`` maps scores/pivot_csv/pivot_tex/loss/runs(/config,
     /reference_*) to paths. ``float_format``: how CSV floats are written (None: exactly;
     freeze.verify passes the old "%.6g" for sets frozen at that precision)."""
@@ -226,8 +299,11 @@ def write_tables(cells: list[dict], tasks: dict, study: str, outputs: dict, conf
     _write_csv(wide, outputs["cells_csv"], float_format)
     caption = f"Primary score of every cell ({study}); empty: not scored (diverged)"
     with atomic_path(outputs["cells_tex"]) as tmp:
-        tmp.write_text(wide.drop(columns=["model", "stage"]).to_latex(
-            index=False, float_format="%.3g", na_rep="--", caption=caption, label=f"tab:{study}-cells"))
+        tmp.write_text(
+            wide.drop(columns=["model", "stage"]).to_latex(
+                index=False, float_format="%.3g", na_rep="--", caption=caption, label=f"tab:{study}-cells"
+            )
+        )
     with atomic_path(outputs["cells_md"]) as tmp:
         tmp.write_text(markdown_table(wide, caption))
     _write_csv(loss_table(cells), outputs["loss"], float_format)
@@ -236,10 +312,15 @@ def write_tables(cells: list[dict], tasks: dict, study: str, outputs: dict, conf
         write_reference(scores, published_csv, reference, study, outputs, float_format)
     if config is not None and "config" in outputs:
         with atomic_path(outputs["config"]) as tmp:
-            tmp.write_text("# the study config as validated and completed with defaults\n"
-                           + yaml.safe_dump(config, sort_keys=False))
+            tmp.write_text(
+                "# the study config as validated and completed with defaults\n"
+                + yaml.safe_dump(config, sort_keys=False)
+            )
     n_bad = scores.loc[scores["status"] != "ok", "run_id"].nunique()
-    print(f"[aggregate] {len(cells)} runs ({n_bad} not scored: diverged), "
-          f"{int((scores['primary'] & scores['value'].notna()).sum())} primary scores", flush=True)
+    print(
+        f"[aggregate] {len(cells)} runs ({n_bad} not scored: diverged), "
+        f"{int((scores['primary'] & scores['value'].notna()).sum())} primary scores",
+        flush=True,
+    )
     print(piv.to_string(index=False), flush=True)
     return {"scores": scores, "pivot": piv}

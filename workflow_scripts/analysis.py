@@ -94,23 +94,33 @@ def confounding_note(scores: pd.DataFrame, rel_tol: float = 0.01) -> str:
         steps_fixed, ex_fixed = _held_fixed(steps, rel_tol), _held_fixed(ex, rel_tol)
         by_bs = {col: _median_by_batch_size(g["batch_size"], v) for col, v in cols.items()}
         if len(bss) < 2:
-            lines.append(head + f"one batch size ({', '.join(f'{b:g}' for b in bss)}): steps and examples do not "
-                         "vary with batch size, so there is no batch-size confound, but batch-size effects "
-                         "cannot be studied either")
+            lines.append(
+                head + f"one batch size ({', '.join(f'{b:g}' for b in bss)}): steps and examples do not "
+                "vary with batch size, so there is no batch-size confound, but batch-size effects "
+                "cannot be studied either"
+            )
         elif ex_fixed and not steps_fixed:
-            lines.append(head + f"examples_seen held fixed ({ex.median():g}); optimizer_steps vary with batch size "
-                         f"({by_bs['optimizer_steps']}): larger batches take fewer updates, so batch-size effects "
-                         "(and k in ratio_invariance) are confounded with the number of optimizer steps")
+            lines.append(
+                head + f"examples_seen held fixed ({ex.median():g}); optimizer_steps vary with batch size "
+                f"({by_bs['optimizer_steps']}): larger batches take fewer updates, so batch-size effects "
+                "(and k in ratio_invariance) are confounded with the number of optimizer steps"
+            )
         elif steps_fixed and not ex_fixed:
-            lines.append(head + f"optimizer_steps held fixed ({steps.median():g}); examples_seen vary with batch size "
-                         f"({by_bs['examples_seen']}): larger batches see more data, so batch-size effects are "
-                         "confounded with the amount of training data")
+            lines.append(
+                head + f"optimizer_steps held fixed ({steps.median():g}); examples_seen vary with batch size "
+                f"({by_bs['examples_seen']}): larger batches see more data, so batch-size effects are "
+                "confounded with the amount of training data"
+            )
         elif steps_fixed and ex_fixed:
-            lines.append(head + "both optimizer_steps and examples_seen are constant although the batch size "
-                         "varies: check how they were recorded")
+            lines.append(
+                head + "both optimizer_steps and examples_seen are constant although the batch size "
+                "varies: check how they were recorded"
+            )
         else:
-            lines.append(head + f"neither held fixed: optimizer_steps ({by_bs['optimizer_steps']}) and "
-                         f"examples_seen ({by_bs['examples_seen']}) both vary")
+            lines.append(
+                head + f"neither held fixed: optimizer_steps ({by_bs['optimizer_steps']}) and "
+                f"examples_seen ({by_bs['examples_seen']}) both vary"
+            )
         n_bad = 0
         if "status" in g.columns:
             n_bad = int((g["status"].astype(str) != "ok").sum())
@@ -119,31 +129,41 @@ def confounding_note(scores: pd.DataFrame, rel_tol: float = 0.01) -> str:
     return "\n".join(lines)
 
 
-def summary_sentences(scores: pd.DataFrame, slopes: pd.DataFrame, split: pd.DataFrame,
-                      invariance: pd.DataFrame) -> list[str]:
+def summary_sentences(
+    scores: pd.DataFrame, slopes: pd.DataFrame, split: pd.DataFrame, invariance: pd.DataFrame
+) -> list[str]:
     prim = scores[scores["primary"]]
     out = confounding_note(scores).splitlines()  # one bullet per model x stage
     bad = prim[prim["status"] != "ok"]["run_id"].unique() if "status" in prim else []
-    out.append(f"{len(prim['run_id'].unique())} runs; {len(bad)} excluded (diverged or missing), never filled in"
-               + (f": {', '.join(sorted(bad))}." if len(bad) else "."))
+    out.append(
+        f"{len(prim['run_id'].unique())} runs; {len(bad)} excluded (diverged or missing), never filled in"
+        + (f": {', '.join(sorted(bad))}." if len(bad) else ".")
+    )
     for _, r in split.iterrows():
         if pd.isna(r["split"]):
             out.append(f"{r['model']} / {r['stage']}: the split is not estimable (too few cells or tasks).")
             continue
-        verdict = ("higher LR/BS favours reasoning over pattern tasks" if r["split_lo"] > 0 else
-                   "higher LR/BS favours pattern over reasoning tasks" if r["split_hi"] < 0 else
-                   "no split can be claimed: the interval covers 0")
-        out.append(f"{r['model']} / {r['stage']}: split (reasoning - pattern normalised slope) = "
-                   f"{r['split']:.3g} [95% CI {r['split_lo']:.3g}, {r['split_hi']:.3g}], permutation p = "
-                   f"{r['p_value']:.3g} over {int(r['n_perm'])} labelings (smallest possible p {r['p_min']:.3g}); "
-                   f"{verdict}. Resampled: {r['resampled']}.")
+        verdict = (
+            "higher LR/BS favours reasoning over pattern tasks"
+            if r["split_lo"] > 0
+            else "higher LR/BS favours pattern over reasoning tasks"
+            if r["split_hi"] < 0
+            else "no split can be claimed: the interval covers 0"
+        )
+        out.append(
+            f"{r['model']} / {r['stage']}: split (reasoning - pattern normalised slope) = "
+            f"{r['split']:.3g} [95% CI {r['split_lo']:.3g}, {r['split_hi']:.3g}], permutation p = "
+            f"{r['p_value']:.3g} over {int(r['n_perm'])} labelings (smallest possible p {r['p_min']:.3g}); "
+            f"{verdict}. Resampled: {r['resampled']}."
+        )
     counts = invariance["verdict"].value_counts().to_dict()
     out.append("Ratio invariance per task: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ".")
     return out
 
 
-def write_analysis(scores_csv, cells: list[dict], tasks: dict, outputs: dict, study: str,
-                   n_boot: int = N_BOOT, seed: int = 0) -> dict:
+def write_analysis(
+    scores_csv, cells: list[dict], tasks: dict, outputs: dict, study: str, n_boot: int = N_BOOT, seed: int = 0
+) -> dict:
     scores = pd.read_csv(scores_csv)
     items = load_items(cells, tasks)
     items = items if len(items) else None
@@ -156,8 +176,7 @@ def write_analysis(scores_csv, cells: list[dict], tasks: dict, outputs: dict, st
         _write(inv, "invariance", outputs, f"Ratio invariance: k = -b/a in score ~ a log LR + b log BS ({study})"),
     ]
     sentences = summary_sentences(scores, slopes, split, inv)
-    text = (f"# Analysis of study {study}\n\n" + "\n".join(f"- {s}" for s in sentences) + "\n\n"
-            + "\n\n".join(parts))
+    text = f"# Analysis of study {study}\n\n" + "\n".join(f"- {s}" for s in sentences) + "\n\n" + "\n\n".join(parts)
     with atomic_path(outputs["summary"]) as tmp:
         tmp.write_text(text)
     print(text, flush=True)

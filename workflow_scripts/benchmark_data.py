@@ -35,15 +35,22 @@ class BenchmarkFetchError(RuntimeError):
 
 
 def _offline_hint(dataset: str, config: str | None, revision: str | None, err: BaseException) -> str:
-    offline = [v for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") if os.environ.get(v, "").lower() in
-               ("1", "true", "yes", "on")]
-    where = f"{dataset}" + (f" (config {config!r})" if config else "") + (f" at revision {revision}" if revision else "")
-    return (f"could not download the benchmark dataset {where} from the Hugging Face hub: "
-            f"{type(err).__name__}: {err}. "
-            + (f"Offline mode is on ({', '.join(offline)}). " if offline else "")
-            + "Benchmark data is fetched once, on a machine with internet (the login node): run "
-              "the prefetch there (python -m workflow_scripts.benchmark_data NAME DATA_DIR, or the "
-              "workflow's fetch rule); compute nodes then read only the local files.")
+    offline = [
+        v
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+        if os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+    ]
+    where = (
+        f"{dataset}" + (f" (config {config!r})" if config else "") + (f" at revision {revision}" if revision else "")
+    )
+    return (
+        f"could not download the benchmark dataset {where} from the Hugging Face hub: "
+        f"{type(err).__name__}: {err}. "
+        + (f"Offline mode is on ({', '.join(offline)}). " if offline else "")
+        + "Benchmark data is fetched once, on a machine with internet (the login node): run "
+        "the prefetch there (python -m workflow_scripts.benchmark_data NAME DATA_DIR, or the "
+        "workflow's fetch rule); compute nodes then read only the local files."
+    )
 
 
 def hub_revision(dataset: str, revision: str | None) -> str:
@@ -93,24 +100,39 @@ def fetch_benchmark(name: str, data_dir: str | Path, revision: str | None = None
 
     b, data_dir = builtin(name), Path(data_dir)
     files = benchmark_files(name, data_dir)
-    record = {"task": name, "lm_eval_yaml": b.yaml, "datasets_version": datasets.__version__,
-              "fetched_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    record = {
+        "task": name,
+        "lm_eval_yaml": b.yaml,
+        "datasets_version": datasets.__version__,
+        "fetched_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
     parts, resolved = {}, {}
     for task, folder in b.leaves(name).items():
         cfg = load_definition(task, resolve_func=False)  # no !function import (ifeval's would call NLTK)
         dataset, config = cfg["dataset_path"], cfg.get("dataset_name")
         ds, sha, requested = _load(dataset, config, revision, dict(cfg.get("dataset_kwargs") or {}), resolved)
-        part = {"dataset": dataset, "config": config, "revision": sha, "requested_revision": requested,
-                "fingerprint": {}, "rows": {}, "files": {}}
+        part = {
+            "dataset": dataset,
+            "config": config,
+            "revision": sha,
+            "requested_revision": requested,
+            "fingerprint": {},
+            "rows": {},
+            "files": {},
+        }
         for split in b.splits:
             if split not in ds:
-                raise BenchmarkFetchError(f"{dataset} ({config}) at {sha} has no split {split!r} "
-                                          f"(it has {sorted(ds)}); lm-eval's {task} reads {list(b.splits)}")
+                raise BenchmarkFetchError(
+                    f"{dataset} ({config}) at {sha} has no split {split!r} "
+                    f"(it has {sorted(ds)}); lm-eval's {task} reads {list(b.splits)}"
+                )
             d = ds[split]
             absent = sorted(set(b.columns) - set(d.column_names))
             if absent:
-                raise BenchmarkFetchError(f"{dataset} ({config}) split {split!r} lacks columns {absent} "
-                                          f"that lm-eval's {task} expects; its schema changed")
+                raise BenchmarkFetchError(
+                    f"{dataset} ({config}) split {split!r} lacks columns {absent} "
+                    f"that lm-eval's {task} expects; its schema changed"
+                )
             key = f"{folder}/{split}" if folder else split
             digest = _write_jsonl(d, files[key])
             part["fingerprint"][split] = getattr(d, "_fingerprint", None)
@@ -119,10 +141,15 @@ def fetch_benchmark(name: str, data_dir: str | Path, revision: str | None = None
         parts[folder] = part
     if b.is_group:
         first = next(iter(parts.values()))
-        record.update({"group": name, "dataset": first["dataset"],
-                       "revision": first["revision"] if len(set(resolved.values())) == 1 else None,
-                       "rows": {s: sum(p["rows"][s] for p in parts.values()) for s in b.splits},
-                       "subtasks": parts})
+        record.update(
+            {
+                "group": name,
+                "dataset": first["dataset"],
+                "revision": first["revision"] if len(set(resolved.values())) == 1 else None,
+                "rows": {s: sum(p["rows"][s] for p in parts.values()) for s in b.splits},
+                "subtasks": parts,
+            }
+        )
     else:
         record.update(parts[""])
     if name == "ifeval":
@@ -134,8 +161,10 @@ def fetch_benchmark(name: str, data_dir: str | Path, revision: str | None = None
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m workflow_scripts.benchmark_data",
-                                 description="Fetch a built-in benchmark's data (needs internet).")
+    ap = argparse.ArgumentParser(
+        prog="python -m workflow_scripts.benchmark_data",
+        description="Fetch a built-in benchmark's data (needs internet).",
+    )
     ap.add_argument("name", choices=sorted(BUILTINS))
     ap.add_argument("data_dir")
     ap.add_argument("--revision", default=None, help="hub branch, tag or commit (default: the YAML's pin, else main)")

@@ -42,15 +42,33 @@ SPLIT_KEYS = ("training_split", "validation_split", "test_split", "fewshot_split
 SOURCE_JSON = "source.json"
 
 BBH_SUBTASKS = (
-    "boolean_expressions", "causal_judgement", "date_understanding", "disambiguation_qa",
-    "dyck_languages", "formal_fallacies", "geometric_shapes", "hyperbaton",
-    "logical_deduction_five_objects", "logical_deduction_seven_objects",
-    "logical_deduction_three_objects", "movie_recommendation", "multistep_arithmetic_two",
-    "navigate", "object_counting", "penguins_in_a_table", "reasoning_about_colored_objects",
-    "ruin_names", "salient_translation_error_detection", "snarks", "sports_understanding",
-    "temporal_sequences", "tracking_shuffled_objects_five_objects",
-    "tracking_shuffled_objects_seven_objects", "tracking_shuffled_objects_three_objects",
-    "web_of_lies", "word_sorting",
+    "boolean_expressions",
+    "causal_judgement",
+    "date_understanding",
+    "disambiguation_qa",
+    "dyck_languages",
+    "formal_fallacies",
+    "geometric_shapes",
+    "hyperbaton",
+    "logical_deduction_five_objects",
+    "logical_deduction_seven_objects",
+    "logical_deduction_three_objects",
+    "movie_recommendation",
+    "multistep_arithmetic_two",
+    "navigate",
+    "object_counting",
+    "penguins_in_a_table",
+    "reasoning_about_colored_objects",
+    "ruin_names",
+    "salient_translation_error_detection",
+    "snarks",
+    "sports_understanding",
+    "temporal_sequences",
+    "tracking_shuffled_objects_five_objects",
+    "tracking_shuffled_objects_seven_objects",
+    "tracking_shuffled_objects_three_objects",
+    "web_of_lies",
+    "word_sorting",
 )
 
 
@@ -58,12 +76,12 @@ BBH_SUBTASKS = (
 class Builtin:
     """One supported built-in task or group, as lm-eval 0.4.13 defines it."""
 
-    yaml: str                       # the task's (group's) YAML, relative to lm_eval/tasks
-    splits: tuple[str, ...]         # the splits lm-eval reads (per subtask for a group)
-    columns: tuple[str, ...]        # the dataset's columns (its schema on the hub)
-    metrics: tuple[str, ...]        # keys lm-eval reports ("metric,filter"); a group: its aggregate
+    yaml: str  # the task's (group's) YAML, relative to lm_eval/tasks
+    splits: tuple[str, ...]  # the splits lm-eval reads (per subtask for a group)
+    columns: tuple[str, ...]  # the dataset's columns (its schema on the hub)
+    metrics: tuple[str, ...]  # keys lm-eval reports ("metric,filter"); a group: its aggregate
     subtasks: tuple[str, ...] = ()  # a group: subtask short names; YAML = dir of yaml / {short}.yaml
-    prefix: str = ""                # a group: lm-eval task name of a subtask = prefix + short
+    prefix: str = ""  # a group: lm-eval task name of a subtask = prefix + short
 
     @property
     def is_group(self) -> bool:
@@ -81,27 +99,46 @@ _ARC = ("id", "question", "choices", "answerKey")
 _BBH = dict(splits=("test",), columns=("input", "target"), subtasks=BBH_SUBTASKS)
 
 BUILTINS: dict[str, Builtin] = {
-    "gsm8k": Builtin("gsm8k/gsm8k.yaml", ("test", "train"), ("question", "answer"),
-                     ("exact_match,strict-match", "exact_match,flexible-extract")),
+    "gsm8k": Builtin(
+        "gsm8k/gsm8k.yaml",
+        ("test", "train"),
+        ("question", "answer"),
+        ("exact_match,strict-match", "exact_match,flexible-extract"),
+    ),
     "arc_easy": Builtin("arc/arc_easy.yaml", ("test", "train"), _ARC, _MC),
     "arc_challenge": Builtin("arc/arc_challenge.yaml", ("test", "train"), _ARC, _MC),
-    "hellaswag": Builtin("hellaswag/hellaswag.yaml", ("validation", "train"),
-                         ("ind", "activity_label", "ctx_a", "ctx_b", "ctx", "endings", "source_id",
-                          "split", "split_type", "label"), _MC),
+    "hellaswag": Builtin(
+        "hellaswag/hellaswag.yaml",
+        ("validation", "train"),
+        ("ind", "activity_label", "ctx_a", "ctx_b", "ctx", "endings", "source_id", "split", "split_type", "label"),
+        _MC,
+    ),
     "piqa": Builtin("piqa/piqa.yaml", ("validation", "train"), ("goal", "sol1", "sol2", "label"), _MC),
-    "ifeval": Builtin("ifeval/ifeval.yaml", ("train",), ("key", "prompt", "instruction_id_list", "kwargs"),
-                      ("prompt_level_strict_acc,none", "inst_level_strict_acc,none",
-                       "prompt_level_loose_acc,none", "inst_level_loose_acc,none")),
-    "leaderboard_mmlu_pro": Builtin("leaderboard/mmlu_pro/mmlu_pro.yaml", ("test", "validation"),
-                                    ("question_id", "question", "options", "answer", "answer_index",
-                                     "cot_content", "category", "src"), ("acc,none",)),
+    "ifeval": Builtin(
+        "ifeval/ifeval.yaml",
+        ("train",),
+        ("key", "prompt", "instruction_id_list", "kwargs"),
+        (
+            "prompt_level_strict_acc,none",
+            "inst_level_strict_acc,none",
+            "prompt_level_loose_acc,none",
+            "inst_level_loose_acc,none",
+        ),
+    ),
+    "leaderboard_mmlu_pro": Builtin(
+        "leaderboard/mmlu_pro/mmlu_pro.yaml",
+        ("test", "validation"),
+        ("question_id", "question", "options", "answer", "answer_index", "cot_content", "category", "src"),
+        ("acc,none",),
+    ),
     # BBH 3-shot as the paper counts it: lm-eval's `bbh` is the chain-of-thought few-shot group
-    "bbh": Builtin("bbh/cot_fewshot/_bbh.yaml", metrics=("exact_match,get-answer",),
-                   prefix="bbh_cot_fewshot_", **_BBH),
-    "bbh_cot_fewshot": Builtin("bbh/cot_fewshot/_bbh_cot_fewshot.yaml", metrics=("exact_match,get-answer",),
-                               prefix="bbh_cot_fewshot_", **_BBH),
-    "bbh_fewshot": Builtin("bbh/fewshot/_bbh_fewshot.yaml", metrics=("exact_match,none",),
-                           prefix="bbh_fewshot_", **_BBH),
+    "bbh": Builtin("bbh/cot_fewshot/_bbh.yaml", metrics=("exact_match,get-answer",), prefix="bbh_cot_fewshot_", **_BBH),
+    "bbh_cot_fewshot": Builtin(
+        "bbh/cot_fewshot/_bbh_cot_fewshot.yaml", metrics=("exact_match,get-answer",), prefix="bbh_cot_fewshot_", **_BBH
+    ),
+    "bbh_fewshot": Builtin(
+        "bbh/fewshot/_bbh_fewshot.yaml", metrics=("exact_match,none",), prefix="bbh_fewshot_", **_BBH
+    ),
 }
 
 
@@ -109,8 +146,7 @@ def builtin(name: str) -> Builtin:
     try:
         return BUILTINS[name]
     except KeyError:
-        raise KeyError(f"no local-data definition for built-in task {name!r}; supported: "
-                       f"{sorted(BUILTINS)}") from None
+        raise KeyError(f"no local-data definition for built-in task {name!r}; supported: {sorted(BUILTINS)}") from None
 
 
 def builtin_metrics(name: str) -> tuple[str, ...]:
@@ -149,6 +185,7 @@ def source_file(data_dir: str | Path) -> Path:
 
 # ---------------------------------------------------------------- lm-eval's YAML definitions
 
+
 def tasks_dir() -> Path:
     """lm-eval's ``tasks`` folder (found without importing lm-eval)."""
     spec = importlib.util.find_spec("lm_eval")
@@ -162,8 +199,8 @@ def yaml_path(name: str) -> Path:
     if name in BUILTINS:
         return tasks_dir() / BUILTINS[name].yaml
     for b in BUILTINS.values():
-        if b.is_group and name.startswith(b.prefix) and name[len(b.prefix):] in b.subtasks:
-            return (tasks_dir() / b.yaml).parent / f"{name[len(b.prefix):]}.yaml"
+        if b.is_group and name.startswith(b.prefix) and name[len(b.prefix) :] in b.subtasks:
+            return (tasks_dir() / b.yaml).parent / f"{name[len(b.prefix) :]}.yaml"
     index = _task_index()
     if name not in index or index[name].yaml_path is None:
         raise KeyError(f"lm-eval has no task {name!r}")
@@ -214,8 +251,14 @@ def builtin_task_config(name: str, data_files: dict[str, str | Path], num_fewsho
     if missing:
         raise ValueError(f"task {name!r} reads splits {sorted(needed)}; no local file for {missing}")
     cfg.pop("tag", None)  # a local copy must not join the built-in tag groups
-    cfg.update({"task": name, "dataset_path": "json", "dataset_name": None,
-                "dataset_kwargs": {"data_files": {s: str(data_files[s]) for s in needed}}})
+    cfg.update(
+        {
+            "task": name,
+            "dataset_path": "json",
+            "dataset_name": None,
+            "dataset_kwargs": {"data_files": {s: str(data_files[s]) for s in needed}},
+        }
+    )
     if num_fewshot is not None:
         cfg["num_fewshot"] = num_fewshot
     return cfg
@@ -238,9 +281,11 @@ def builtin_specs(name: str, data_dir: str | Path, num_fewshot: int | None = Non
     b, files = builtin(name), benchmark_files(name, data_dir)
     absent = sorted(str(p) for k, p in files.items() if not k.startswith(NLTK_DIR) and not p.is_file())
     if absent:
-        raise FileNotFoundError(f"built-in task {name!r} reads local files that are not there: {absent}; "
-                                f"fetch them on a machine with internet: "
-                                f"python -m workflow_scripts.benchmark_data {name} {data_dir}")
+        raise FileNotFoundError(
+            f"built-in task {name!r} reads local files that are not there: {absent}; "
+            f"fetch them on a machine with internet: "
+            f"python -m workflow_scripts.benchmark_data {name} {data_dir}"
+        )
     if name == "ifeval":
         ensure_nltk_punkt(Path(data_dir) / NLTK_DIR)
     if not b.is_group:

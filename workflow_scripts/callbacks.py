@@ -24,9 +24,12 @@ def progress_callback():
             elapsed = time.time() - self.t0
             frac = state.global_step / max(1, state.max_steps)
             eta = elapsed / frac - elapsed if frac > 0 else float("nan")
-            print(f"[train] step {state.global_step}/{state.max_steps} ({100 * frac:.0f}%) "
-                  f"loss {float(logs['loss']):.4f} lr {float(logs.get('learning_rate', 0)):.3g} "
-                  f"elapsed {elapsed:.0f}s eta {eta:.0f}s", flush=True)
+            print(
+                f"[train] step {state.global_step}/{state.max_steps} ({100 * frac:.0f}%) "
+                f"loss {float(logs['loss']):.4f} lr {float(logs.get('learning_rate', 0)):.3g} "
+                f"elapsed {elapsed:.0f}s eta {eta:.0f}s",
+                flush=True,
+            )
 
     return Progress()
 
@@ -59,8 +62,11 @@ def divergence_callback(max_loss_factor: float):
                 reason = f"loss {loss:.4g} > {max_loss_factor:g} x first logged loss {self.first_loss:.4g}"
             else:
                 return
-            self.diverged = {"step": state.global_step, "loss": loss if math.isfinite(loss) else str(loss),
-                             "reason": reason}
+            self.diverged = {
+                "step": state.global_step,
+                "loss": loss if math.isfinite(loss) else str(loss),
+                "reason": reason,
+            }
             print(f"[train] DIVERGED at step {state.global_step}: {reason}; stopping this cell", flush=True)
             control.should_training_stop = True
 

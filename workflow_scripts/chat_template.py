@@ -61,14 +61,19 @@ def resolve(model: dict, base_dir: str | os.PathLike = ".", key: str = "models[]
         return None
     if choice in BUILTIN:
         b = BUILTIN[choice]
-        return {"name": choice, "template": b["template"], "end_of_turn": b["end_of_turn"],
-                "sha256": sha256_text(b["template"])}
+        return {
+            "name": choice,
+            "template": b["template"],
+            "end_of_turn": b["end_of_turn"],
+            "sha256": sha256_text(b["template"]),
+        }
     path = Path(base_dir) / os.path.expanduser(choice)
     if not path.is_file():
         raise ChatTemplateError(
             f"config error at {key}: {choice!r} is neither {TOKENIZER!r}, one of {sorted(BUILTIN)}, nor a Jinja "
             f"file (looked for {str(path)!r}). Give chatml for SmolLM2-style models, a .jinja file, or "
-            f"{TOKENIZER!r} for a tokenizer that ships a template.")
+            f"{TOKENIZER!r} for a tokenizer that ships a template."
+        )
     text = path.read_text()
     return {"name": choice, "template": text, "end_of_turn": model.get("end_of_turn"), "sha256": sha256_text(text)}
 
@@ -88,8 +93,10 @@ def from_spec(entry: dict | None, base_dir: str | os.PathLike = ".") -> dict | N
         return None
     chosen = resolve({"chat_template": entry["name"], "end_of_turn": entry.get("end_of_turn")}, base_dir)
     if chosen["sha256"] != entry["sha256"]:
-        raise ChatTemplateError(f"chat template {entry['name']!r} changed since the study was validated "
-                                f"(sha256 {chosen['sha256'][:12]} != {entry['sha256'][:12]}); rerun Snakemake.")
+        raise ChatTemplateError(
+            f"chat template {entry['name']!r} changed since the study was validated "
+            f"(sha256 {chosen['sha256'][:12]} != {entry['sha256'][:12]}); rerun Snakemake."
+        )
     return chosen
 
 
@@ -103,8 +110,10 @@ def known_to_lack_template(model_id: str, revision: str | None = None) -> bool:
     else:
         from huggingface_hub import try_to_load_from_cache
 
-        config, jinja = (try_to_load_from_cache(model_id, name, revision=revision)
-                         for name in ("tokenizer_config.json", "chat_template.jinja"))
+        config, jinja = (
+            try_to_load_from_cache(model_id, name, revision=revision)
+            for name in ("tokenizer_config.json", "chat_template.jinja")
+        )
         if not isinstance(config, str):
             return False
         config, jinja = Path(config), Path(jinja) if isinstance(jinja, str) else None
@@ -115,7 +124,9 @@ def known_to_lack_template(model_id: str, revision: str | None = None) -> bool:
     return not json.loads(config.read_text()).get("chat_template")
 
 
-def apply(tokenizer, model, chosen: dict | None, *, end_of_turn: bool = True, key: str = "models[].chat_template") -> dict:
+def apply(
+    tokenizer, model, chosen: dict | None, *, end_of_turn: bool = True, key: str = "models[].chat_template"
+) -> dict:
     """Give ``tokenizer`` (and ``model``'s generation config) the chosen template and its end
     of turn; return what ``run.json`` records. ``end_of_turn=False`` leaves EOS as it was (the
     tests show what goes wrong then). ``model`` may be None (tokenizer only)."""
@@ -123,15 +134,22 @@ def apply(tokenizer, model, chosen: dict | None, *, end_of_turn: bool = True, ke
         if not tokenizer.chat_template:
             raise ChatTemplateError(
                 f"config error at {key}: the tokenizer has no chat template (a base model, e.g. "
-                "HuggingFaceTB/SmolLM2-135M). Set chat_template: chatml for SmolLM2-style models, or a Jinja file.")
-        return {"chat_template": TOKENIZER, "sha256": sha256_text(tokenizer.chat_template),
-                "eos_token": tokenizer.eos_token, "end_of_turn_set": False}
+                "HuggingFaceTB/SmolLM2-135M). Set chat_template: chatml for SmolLM2-style models, or a Jinja file."
+            )
+        return {
+            "chat_template": TOKENIZER,
+            "sha256": sha256_text(tokenizer.chat_template),
+            "eos_token": tokenizer.eos_token,
+            "end_of_turn_set": False,
+        }
     vocab = tokenizer.get_vocab()
     needs = BUILTIN.get(chosen["name"], {}).get("needs", []) + [t for t in [chosen["end_of_turn"]] if t]
     missing = [t for t in needs if t not in vocab]
     if missing:
-        raise ChatTemplateError(f"config error at {key}: template {chosen['name']!r} needs the token(s) {missing}, "
-                                "which this tokenizer's vocabulary lacks. Use a template written in its own tokens.")
+        raise ChatTemplateError(
+            f"config error at {key}: template {chosen['name']!r} needs the token(s) {missing}, "
+            "which this tokenizer's vocabulary lacks. Use a template written in its own tokens."
+        )
     tokenizer.chat_template = chosen["template"]
     record = {"chat_template": chosen["name"], "sha256": chosen["sha256"], "end_of_turn_set": False}
     eot = chosen["end_of_turn"]

@@ -22,8 +22,14 @@ DEFAULTS = {
     "threads": 1,
     "data": {"synthetic": {"seed": 1234, "train_per_task": 12000, "eval_per_task": 200}},
     "retention": {"delete_weights_after_eval": False},
-    "evaluation": {"batch_size": 64, "limit": None, "apply_chat_template": True, "max_length": None,
-                   "backend": "hf", "max_batch_size": 64},
+    "evaluation": {
+        "batch_size": 64,
+        "limit": None,
+        "apply_chat_template": True,
+        "max_length": None,
+        "backend": "hf",
+        "max_batch_size": 64,
+    },
 }
 # What one SLURM job of a model asks for (per model: a 1.7B cell needs more than a 135M one).
 # mem_mb and runtime (minutes) grow with the attempt when a job is retried.
@@ -86,7 +92,7 @@ class Study:
         st = self.config["stages"][stage]
         slots = [(bs, seed) for bs in st["grid"]["batch_sizes"] for seed in st["seeds"]]
         k = st["cells_per_gpu"]
-        return [slots[i:i + k] for i in range(0, len(slots), k)]
+        return [slots[i : i + k] for i in range(0, len(slots), k)]
 
     def locally_made(self, kind: str) -> list[str]:
         """Names of the models whose base weights a rule makes: 'build', 'gguf', or 'hub'
@@ -118,14 +124,16 @@ def find_parent(cells: list[Cell], model: str, parent: dict, key: str) -> Cell:
     raise ConfigError(
         f"config error at {key}: the parent cell {wanted.name} (learning rate {wanted.learning_rate:g}, "
         f"batch size {bs}, seed {seed}) is not in the grid of stage {pstage!r} for model {model!r}. "
-        f"Name one of its cells ({have or 'none'}), or add it to stages.{pstage}.grid.")
+        f"Name one of its cells ({have or 'none'}), or add it to stages.{pstage}.grid."
+    )
 
 
 def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
     """Validate ``config`` (Snakemake's config dict) and expand its grid."""
     if not config:
-        raise ConfigError("config error: the config is empty. Run with --configfile config.yaml "
-                          "or --configfile studies/demo.yaml.")
+        raise ConfigError(
+            "config error: the config is empty. Run with --configfile config.yaml or --configfile studies/demo.yaml."
+        )
     base_dir = Path(base_dir)
     cfg = coerce_scientific(config)
     validate_schema(cfg)
@@ -150,12 +158,16 @@ def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
     known = set(ids)
     for name, rid in cfg.get("reference", {}).items():
         if name not in published_models():
-            raise ConfigError(f"config error at reference.{name}: not a model of the published table "
-                              f"reference/smoltulu_results.csv; use one of {published_models()}.")
+            raise ConfigError(
+                f"config error at reference.{name}: not a model of the published table "
+                f"reference/smoltulu_results.csv; use one of {published_models()}."
+            )
         if rid not in known:
-            raise ConfigError(f"config error at reference.{name}: {rid!r} is not a cell of this study; "
-                              "give a run id MODEL/STAGE/CELL of its grid, e.g. "
-                              f"{next(iter(known))}.")
+            raise ConfigError(
+                f"config error at reference.{name}: {rid!r} is not a cell of this study; "
+                "give a run id MODEL/STAGE/CELL of its grid, e.g. "
+                f"{next(iter(known))}."
+            )
     for stage_name, stage in cfg["stages"].items():
         if "parent" in stage:  # every model's DPO cells need their parent in that model's SFT grid
             for m in cfg["models"]:

@@ -48,8 +48,9 @@ def check_writable_dir(path: Path, key: str) -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
-        raise ConfigError(f"config error at {key}: cannot write to {str(path)!r} ({e.strerror or e}). "
-                          "Give a folder you can write to.") from None
+        raise ConfigError(
+            f"config error at {key}: cannot write to {str(path)!r} ({e.strerror or e}). Give a folder you can write to."
+        ) from None
 
 
 def check_semantics(cfg: dict, base_dir: Path) -> None:
@@ -64,51 +65,68 @@ def check_semantics(cfg: dict, base_dir: Path) -> None:
         if mid and is_local_path(mid) and not (base_dir / os.path.expanduser(mid)).exists():
             raise ConfigError(
                 f"config error at models[{i}].id: local model directory {mid!r} does not exist. "
-                "Fix the path, or give a hub id such as HuggingFaceTB/SmolLM2-135M.")
+                "Fix the path, or give a hub id such as HuggingFaceTB/SmolLM2-135M."
+            )
         try:
             chat_template.resolve(m, base_dir, key=f"models[{i}].chat_template")
         except chat_template.ChatTemplateError as e:
             raise ConfigError(str(e)) from None
-        if mid and chat_template.choice_of(m) == chat_template.TOKENIZER \
-                and chat_template.known_to_lack_template(str(base_dir / mid) if is_local_path(mid) else mid,
-                                                         m.get("revision")):
-            raise ConfigError(f"config error at models[{i}].chat_template: the tokenizer of {mid!r} has no chat "
-                              "template (a base model). Set chat_template: chatml for SmolLM2-style models, or a "
-                              "Jinja file.")
+        if (
+            mid
+            and chat_template.choice_of(m) == chat_template.TOKENIZER
+            and chat_template.known_to_lack_template(
+                str(base_dir / mid) if is_local_path(mid) else mid, m.get("revision")
+            )
+        ):
+            raise ConfigError(
+                f"config error at models[{i}].chat_template: the tokenizer of {mid!r} has no chat "
+                "template (a base model). Set chat_template: chatml for SmolLM2-style models, or a "
+                "Jinja file."
+            )
         if "build" in m and chat_template.choice_of(m) != chat_template.TOKENIZER:
-            raise ConfigError(f"config error at models[{i}].chat_template: a built tiny model has its own "
-                              "word-level template and tokens; remove chat_template.")
+            raise ConfigError(
+                f"config error at models[{i}].chat_template: a built tiny model has its own "
+                "word-level template and tokens; remove chat_template."
+            )
 
     for stage_name, stage in cfg["stages"].items():
         where = f"stages.{stage_name}"
         kind = stage_kind(stage_name)
         if kind == "sft" and "parent" in stage:
-            raise ConfigError(f"config error at {where}.parent: only a DPO stage has a parent cell; "
-                              f"remove it, or name the stage dpo.")
+            raise ConfigError(
+                f"config error at {where}.parent: only a DPO stage has a parent cell; remove it, or name the stage dpo."
+            )
         if kind == "dpo":
             if "parent" not in stage:
-                raise ConfigError(f"config error at {where}.parent: a DPO stage trains on top of one SFT cell; "
-                                  "add parent: {ratio: ..., batch_size: ..., seed: ...} naming it.")
+                raise ConfigError(
+                    f"config error at {where}.parent: a DPO stage trains on top of one SFT cell; "
+                    "add parent: {ratio: ..., batch_size: ..., seed: ...} naming it."
+                )
             pstage = stage["parent"].get("stage", "sft")
             if pstage not in cfg["stages"] or stage_kind(pstage) != "sft":
                 sfts = [n for n in cfg["stages"] if stage_kind(n) == "sft"]
-                raise ConfigError(f"config error at {where}.parent.stage: {pstage!r} is not an SFT stage of "
-                                  f"this study (SFT stages: {sfts or 'none'}). Add it, or name one of these.")
+                raise ConfigError(
+                    f"config error at {where}.parent.stage: {pstage!r} is not an SFT stage of "
+                    f"this study (SFT stages: {sfts or 'none'}). Add it, or name one of these."
+                )
         grid = stage["grid"]
         for key in ("ratios", "learning_rates", "batch_sizes"):
             values = [canonical(v) for v in grid.get(key, [])]
             dup = sorted({v for v in values if values.count(v) > 1})
             if dup:
-                raise ConfigError(f"config error at {where}.grid.{key}: duplicate value(s) {dup}; "
-                                  "each grid cell must appear once.")
+                raise ConfigError(
+                    f"config error at {where}.grid.{key}: duplicate value(s) {dup}; each grid cell must appear once."
+                )
         dup_seeds = sorted({s for s in stage["seeds"] if stage["seeds"].count(s) > 1})
         if dup_seeds:
             raise ConfigError(f"config error at {where}.seeds: duplicate seed(s) {dup_seeds}.")
         gpus = stage.get("gpus", 1)
         if stage.get("cells_per_gpu", 1) > 1 and gpus > 1:
-            raise ConfigError(f"config error at {where}.cells_per_gpu: packing several cells on one GPU and "
-                              f"training one cell on several GPUs ({where}.gpus = {gpus}) exclude each other; "
-                              "set one of them to 1.")
+            raise ConfigError(
+                f"config error at {where}.cells_per_gpu: packing several cells on one GPU and "
+                f"training one cell on several GPUs ({where}.gpus = {gpus}) exclude each other; "
+                "set one of them to 1."
+            )
         micro = stage["micro_batch_size"]
         for bs in grid["batch_sizes"]:
             try:
@@ -117,55 +135,75 @@ def check_semantics(cfg: dict, base_dir: Path) -> None:
                 raise ConfigError(
                     f"config error at {where}.grid.batch_sizes: effective batch size {bs} is not a "
                     f"multiple of {where}.micro_batch_size ({micro}) x {where}.gpus ({gpus}). "
-                    "Choose batch sizes that micro_batch_size x gpus divides, or a smaller micro_batch_size.") from None
+                    "Choose batch sizes that micro_batch_size x gpus divides, or a smaller micro_batch_size."
+                ) from None
         for key, owner in GRID_OWNED_RECIPE_KEYS.items():
             if key in stage.get("recipe", {}):
                 owner = owner.format(where=where)
-                raise ConfigError(f"config error at {where}.recipe.{key}: this is set per cell by {owner}; "
-                                  "remove it from the recipe.")
+                raise ConfigError(
+                    f"config error at {where}.recipe.{key}: this is set per cell by {owner}; remove it from the recipe."
+                )
         for key in CHECKPOINTING_KEYS:
             value = stage.get("recipe", {}).get(key)
             if key in stage.get("recipe", {}) and not isinstance(value, bool):
-                raise ConfigError(f"config error at {where}.recipe.{key}: {value!r} is not true or false. "
-                                  "Set true or false to force it, or leave the key out: the pipeline then "
-                                  "turns it on only when a cell would not fit in GPU memory.")
+                raise ConfigError(
+                    f"config error at {where}.recipe.{key}: {value!r} is not true or false. "
+                    "Set true or false to force it, or leave the key out: the pipeline then "
+                    "turns it on only when a cell would not fit in GPU memory."
+                )
         try:  # every key a TRL argument, the values and combinations TRL accepts (once per stage)
             check_recipe(stage_name, stage)
         except RecipeError as e:
             raise ConfigError(str(e)) from None
         ds = stage["dataset"]
         if ds["source"] == "hub" and not ds.get("id"):
-            example = "allenai/tulu-3-sft-mixture" if kind == "sft" else "allenai/llama-3.1-tulu-3-8b-preference-mixture"
+            example = (
+                "allenai/tulu-3-sft-mixture" if kind == "sft" else "allenai/llama-3.1-tulu-3-8b-preference-mixture"
+            )
             raise ConfigError(f"config error at {where}.dataset.id: a hub dataset needs an id, e.g. {example}.")
         if ds["source"] == "synthetic" and not any(t.get("synthetic") for t in cfg["tasks"].values()):
-            raise ConfigError(f"config error at {where}.dataset.source: 'synthetic' training data is drawn "
-                              "from the synthetic tasks, but no task sets 'synthetic:'.")
+            raise ConfigError(
+                f"config error at {where}.dataset.source: 'synthetic' training data is drawn "
+                "from the synthetic tasks, but no task sets 'synthetic:'."
+            )
         if stage.get("train_examples") and stage.get("train_steps"):
-            raise ConfigError(f"config error at {where}.train_steps: set train_examples (examples fixed, "
-                              "steps vary with batch size) or train_steps (steps fixed), not both.")
-        if not (stage.get("train_examples") or stage.get("train_steps")) \
-                and "num_train_epochs" not in stage.get("recipe", {}):
-            raise ConfigError(f"config error at {where}.train_examples: set train_examples (examples per "
-                              f"cell), train_steps (steps per cell) or {where}.recipe.num_train_epochs.")
+            raise ConfigError(
+                f"config error at {where}.train_steps: set train_examples (examples fixed, "
+                "steps vary with batch size) or train_steps (steps fixed), not both."
+            )
+        if not (stage.get("train_examples") or stage.get("train_steps")) and "num_train_epochs" not in stage.get(
+            "recipe", {}
+        ):
+            raise ConfigError(
+                f"config error at {where}.train_examples: set train_examples (examples per "
+                f"cell), train_steps (steps per cell) or {where}.recipe.num_train_epochs."
+            )
 
     for name, task in cfg["tasks"].items():
         gen = task.get("synthetic")
         if gen and task["metric"] not in SYNTHETIC_METRICS[gen]:
             raise ConfigError(
                 f"config error at tasks.{name}.metric: {task['metric']!r} is not reported by the "
-                f"synthetic {gen!r} task; use one of {SYNTHETIC_METRICS[gen]}.")
+                f"synthetic {gen!r} task; use one of {SYNTHETIC_METRICS[gen]}."
+            )
         if gen and task.get("data_dir"):
-            raise ConfigError(f"config error at tasks.{name}.data_dir: a synthetic task makes its own data; "
-                              "remove data_dir, or remove synthetic to run lm-eval's built-in task on it.")
+            raise ConfigError(
+                f"config error at tasks.{name}.data_dir: a synthetic task makes its own data; "
+                "remove data_dir, or remove synthetic to run lm-eval's built-in task on it."
+            )
         if not gen:
             if name not in BUILTINS:
                 raise ConfigError(
                     f"config error at tasks.{name}: {name!r} is neither synthetic (set synthetic: ...) nor "
-                    f"one of the lm-eval built-in tasks this pipeline runs on local files: {sorted(BUILTINS)}.")
+                    f"one of the lm-eval built-in tasks this pipeline runs on local files: {sorted(BUILTINS)}."
+                )
             if task["metric"] not in builtin_metrics(name):
                 raise ConfigError(
                     f"config error at tasks.{name}.metric: lm-eval's {name!r} does not report "
-                    f"{task['metric']!r}; use one of {list(builtin_metrics(name))}.")
+                    f"{task['metric']!r}; use one of {list(builtin_metrics(name))}."
+                )
             if task.get("data_dir") and not (base_dir / os.path.expanduser(task["data_dir"])).is_dir():
-                raise ConfigError(f"config error at tasks.{name}.data_dir: {task['data_dir']!r} does not exist. "
-                                  "Fix the path, or remove data_dir to fetch the benchmark on the login node.")
+                raise ConfigError(
+                    f"config error at tasks.{name}.data_dir: {task['data_dir']!r} does not exist. "
+                    "Fix the path, or remove data_dir to fetch the benchmark on the login node."
+                )

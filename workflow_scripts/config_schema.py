@@ -28,21 +28,27 @@ def _schema_error_message(err: jsonschema.ValidationError) -> str:
         allowed = sorted(err.schema.get("properties", {}))
         return f"config error at {key}: {err.message}. Allowed keys here: {', '.join(allowed)}."
     if err.validator == "oneOf" and key.endswith("grid"):
-        return (f"config error at {key}: give exactly one of 'ratios' or 'learning_rates' "
-                "(together with 'batch_sizes').")
+        return f"config error at {key}: give exactly one of 'ratios' or 'learning_rates' (together with 'batch_sizes')."
     if err.validator == "oneOf" and ".models" in f".{key}":
         return f"config error at {key}: give exactly one of 'id' (hub id or local path), 'build' or 'gguf'."
     if err.validator == "propertyNames" or (key == "stages" and err.validator == "pattern"):
-        return (f"config error at stages: {err.instance!r} is not a stage name; name stages sft or dpo, "
-                "optionally with a suffix for several of a kind (sft, dpo, dpo_1130).")
+        return (
+            f"config error at stages: {err.instance!r} is not a stage name; name stages sft or dpo, "
+            "optionally with a suffix for several of a kind (sft, dpo, dpo_1130)."
+        )
     if err.validator == "oneOf" and key.endswith("parent"):
-        return (f"config error at {key}: name the parent SFT cell by exactly one of 'ratio' or "
-                "'learning_rate', plus 'batch_size' and 'seed'.")
+        return (
+            f"config error at {key}: name the parent SFT cell by exactly one of 'ratio' or "
+            "'learning_rate', plus 'batch_size' and 'seed'."
+        )
     if err.validator == "enum":
         return f"config error at {key}: {err.instance!r} is not one of {err.validator_value}."
     if err.validator in ("exclusiveMinimum", "minimum"):
-        return f"config error at {key}: {err.instance!r} must be > {err.validator_value}" + (
-            "" if err.validator == "exclusiveMinimum" else f" or = {err.validator_value}") + "."
+        return (
+            f"config error at {key}: {err.instance!r} must be > {err.validator_value}"
+            + ("" if err.validator == "exclusiveMinimum" else f" or = {err.validator_value}")
+            + "."
+        )
     if err.validator == "type":
         hint = ""
         if isinstance(err.instance, str):

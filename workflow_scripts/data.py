@@ -33,8 +33,10 @@ def preference_row(row: dict) -> dict:
     preference mixture) -> explicit prompt + the two final assistant turns."""
     chosen, rejected = row["chosen"], row["rejected"]
     if chosen[:-1] != rejected[:-1] or chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
-        raise ValueError(f"row {row.get('id', '?')}: chosen and rejected must share the prompt turns and "
-                         "end in one assistant turn each")
+        raise ValueError(
+            f"row {row.get('id', '?')}: chosen and rejected must share the prompt turns and "
+            "end in one assistant turn each"
+        )
     return {"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:]}
 
 
@@ -49,8 +51,14 @@ def hub_rows(ds, dataset: dict, seed: int, kind: str) -> list[dict]:
 
 
 def dataset_record(ds, dataset: dict, rows: int) -> dict:
-    return {"id": dataset["id"], "revision": dataset.get("revision"), "split": dataset.get("split", "train"),
-            "fingerprint": getattr(ds, "_fingerprint", None), "dataset_rows": len(ds), "subset_rows": rows}
+    return {
+        "id": dataset["id"],
+        "revision": dataset.get("revision"),
+        "split": dataset.get("split", "train"),
+        "fingerprint": getattr(ds, "_fingerprint", None),
+        "dataset_rows": len(ds),
+        "subset_rows": rows,
+    }
 
 
 def prepare_stage_data(stage: str, dataset: dict, train_files: dict, out_path, seed: int) -> dict:

@@ -26,11 +26,25 @@ def lm_eval_device() -> tuple[str, str]:
     return "cpu", "float32"
 
 
-def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_json: str | Path,
-                  samples_dir: str | Path, *, batch_size=64, limit=None, apply_chat_template=True,
-                  max_length=None, threads: int = 1, seed: int = SEED, run_json=None,
-                  archive_dir=None, benchmark_dirs: dict[str, str] | None = None, backend: str = "hf",
-                  max_batch_size: int = 64) -> dict:
+def evaluate_cell(
+    model_dir: str,
+    tasks: dict,
+    test_files: dict[str, str],
+    out_json: str | Path,
+    samples_dir: str | Path,
+    *,
+    batch_size=64,
+    limit=None,
+    apply_chat_template=True,
+    max_length=None,
+    threads: int = 1,
+    seed: int = SEED,
+    run_json=None,
+    archive_dir=None,
+    benchmark_dirs: dict[str, str] | None = None,
+    backend: str = "hf",
+    max_batch_size: int = 64,
+) -> dict:
     t0 = time.time()
     if run_json is not None:
         run = json.loads(Path(run_json).read_text())
@@ -48,13 +62,22 @@ def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_j
     specs = task_specs(tasks, test_files, benchmark_dirs)
     print(f"[evaluate] {model_dir}: tasks {sorted(tasks)} on {device} ({dtype}), batch {batch_size}", flush=True)
     out = lm_eval.simple_evaluate(
-        model=backend, model_args=model_args, tasks=specs, batch_size=batch_size, device=device,
+        model=backend,
+        model_args=model_args,
+        tasks=specs,
+        batch_size=batch_size,
+        device=device,
         max_batch_size=max_batch_size,
-        limit=limit, apply_chat_template=apply_chat_template, log_samples=True,
+        limit=limit,
+        apply_chat_template=apply_chat_template,
+        log_samples=True,
         # every spec is a full config (or Group) on local files: skip lm-eval's scan of its
         # own task folder (~14 s per job)
         task_manager=TaskManager(include_defaults=False),
-        random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
     )
     samples = out.pop("samples", {})
     samples_dir = Path(samples_dir)
@@ -64,15 +87,23 @@ def evaluate_cell(model_dir: str, tasks: dict, test_files: dict[str, str], out_j
             with open(tmp, "w") as f:
                 for r in rows:
                     f.write(json.dumps(r, default=handle_non_serializable, sort_keys=True) + "\n")
-    out["pipeline"] = {"versions": package_versions(), "git": git_commit(), "wall_s": round(time.time() - t0, 3),
-                       "device": device, "dtype": dtype,
-                       "truncated": count_truncated(samples, tasks, str(model_dir), max_length)}
+    out["pipeline"] = {
+        "versions": package_versions(),
+        "git": git_commit(),
+        "wall_s": round(time.time() - t0, 3),
+        "device": device,
+        "dtype": dtype,
+        "truncated": count_truncated(samples, tasks, str(model_dir), max_length),
+    }
     text = json.dumps(out, default=handle_non_serializable, indent=2, sort_keys=True)
     with atomic_path(out_json) as tmp:
         tmp.write_text(text + "\n")
     archive_evaluation(out_json, samples_dir, archive_dir)
-    print(f"[evaluate] done in {time.time() - t0:.1f}s: " + ", ".join(
-        f"{k}={v}" for k, v in primary_scores(out["results"], tasks).items()), flush=True)
+    print(
+        f"[evaluate] done in {time.time() - t0:.1f}s: "
+        + ", ".join(f"{k}={v}" for k, v in primary_scores(out["results"], tasks).items()),
+        flush=True,
+    )
     return out
 
 
@@ -90,8 +121,9 @@ def count_truncated(samples: dict, tasks: dict, model_dir: str, max_length=None)
 
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         if not max_length:  # what lm-eval's HFLM takes when none is given
-            max_length = resolve_max_length(AutoConfig.from_pretrained(model_dir), tokenizer,
-                                            default=HFLM._DEFAULT_MAX_LENGTH)
+            max_length = resolve_max_length(
+                AutoConfig.from_pretrained(model_dir), tokenizer, default=HFLM._DEFAULT_MAX_LENGTH
+            )
         counts = truncation_from_samples(samples, tasks, tokenizer, int(max_length))
     except Exception as e:  # noqa: BLE001
         print(f"[evaluate] could not count truncated prompts: {type(e).__name__}: {e}", flush=True)
@@ -113,9 +145,11 @@ def backend_model_args(backend: str, model_dir: str, dtype: str, max_length, see
         import importlib.util
 
         if importlib.util.find_spec("vllm") is None:
-            raise RuntimeError("evaluation.backend is vllm but the vllm package is not installed in this "
-                               "job's environment: pip install -e .[vllm] on the GPU nodes, or set "
-                               "evaluation.backend: hf.")
+            raise RuntimeError(
+                "evaluation.backend is vllm but the vllm package is not installed in this "
+                "job's environment: pip install -e .[vllm] on the GPU nodes, or set "
+                "evaluation.backend: hf."
+            )
         args = {"pretrained": model_dir, "dtype": dtype, "seed": seed, "gpu_memory_utilization": 0.8}
         if max_length:
             args["max_model_len"] = max_length
@@ -144,8 +178,12 @@ def archive_evaluation(out_json, samples_dir, archive_dir) -> Path | None:
 def write_skipped(run: dict, out_json, samples_dir) -> dict:
     """A cell that did not train to the end is not scored: record why instead of a number."""
     why = run.get("diverged") or {}
-    out = {"status": "skipped", "reason": f"training {run['status']}: {why.get('reason', '')}".strip(),
-           "run_status": run["status"], "results": {}}
+    out = {
+        "status": "skipped",
+        "reason": f"training {run['status']}: {why.get('reason', '')}".strip(),
+        "run_status": run["status"],
+        "results": {},
+    }
     Path(samples_dir).mkdir(parents=True, exist_ok=True)
     with atomic_path(out_json) as tmp:
         tmp.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
@@ -155,4 +193,3 @@ def write_skipped(run: dict, out_json, samples_dir) -> dict:
 
 def primary_scores(results: dict, tasks: dict) -> dict:
     return {name: round(results.get(name, {}).get(t["metric"], float("nan")), 4) for name, t in tasks.items()}
-

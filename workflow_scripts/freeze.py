@@ -38,9 +38,17 @@ from .io import atomic_write_json
 from .layout import cell_files
 from .provenance import git_commit, package_versions, sha256_file
 
-TABLE_NAMES = {"scores": "scores.csv", "pivot_csv": "pivot.csv", "pivot_tex": "pivot.tex",
-               "pivot_md": "pivot.md", "cells_csv": "cells.csv", "cells_tex": "cells.tex", "cells_md": "cells.md",
-               "loss": "loss.csv", "runs": "runs.csv"}
+TABLE_NAMES = {
+    "scores": "scores.csv",
+    "pivot_csv": "pivot.csv",
+    "pivot_tex": "pivot.tex",
+    "pivot_md": "pivot.md",
+    "cells_csv": "cells.csv",
+    "cells_tex": "cells.tex",
+    "cells_md": "cells.md",
+    "loss": "loss.csv",
+    "runs": "runs.csv",
+}
 CELL_KEY = ["run_id", "task", "metric"]
 LEGACY_FLOAT_FORMAT = "%.6g"  # how CSV tables wrote floats before full precision
 MODEL_METADATA_KEYS = {"pretrained", "dtype", "revision", "device", "max_length", "batch_size"}
@@ -57,8 +65,10 @@ def _task_hashes(cells: list[dict]) -> dict:
         results = json.loads(Path(c["eval_json"]).read_text())
         for task, cfg in results.get("configs", {}).items():
             # lm-eval copies the model arguments into metadata; the task is everything else
-            cfg = {**cfg, "metadata": {k: v for k, v in cfg.get("metadata", {}).items()
-                                       if k not in MODEL_METADATA_KEYS}}
+            cfg = {
+                **cfg,
+                "metadata": {k: v for k, v in cfg.get("metadata", {}).items() if k not in MODEL_METADATA_KEYS},
+            }
             text = json.dumps(cfg, sort_keys=True, default=str)
             text = re.sub(r" at 0x[0-9a-f]+>", ">", text)  # function reprs carry memory addresses
             h = hashlib.sha256(text.encode()).hexdigest()
@@ -72,13 +82,15 @@ def freeze(tag: str, study, root: str | Path = ".") -> Path:
     root = Path(root)
     dest = root / "results" / "frozen" / tag
     if dest.exists():
-        raise FreezeError(f"results/frozen/{tag} exists already; frozen results are never overwritten. "
-                          "Choose a new tag.")
+        raise FreezeError(
+            f"results/frozen/{tag} exists already; frozen results are never overwritten. Choose a new tag."
+        )
     cells = [cell_files(c.run_id, root) for c in study.cells]
     missing = [p for c in cells for k, p in c.items() if k != "run_id" and not Path(p).exists()]
     if missing:
-        raise FreezeError(f"the study is not complete ({len(missing)} files missing, e.g. {missing[0]}); "
-                          "run snakemake first")
+        raise FreezeError(
+            f"the study is not complete ({len(missing)} files missing, e.g. {missing[0]}); run snakemake first"
+        )
     sources = {f"tables/{n}": root / "results" / "tables" / n for n in TABLE_NAMES.values()}
     sources.update({f"figures/{p.name}": p for p in sorted((root / "figures").glob("*.p*[fg]"))})
     runs = [json.loads(Path(c["run_json"]).read_text()) for c in cells]
@@ -97,8 +109,10 @@ def freeze(tag: str, study, root: str | Path = ".") -> Path:
         "versions": package_versions(),
         "git": git_commit(),
         "lm_eval_task_hashes": _task_hashes(cells),
-        "models": {name: {"id": m.get("id"), "revision": m.get("revision"), "build": m.get("build")}
-                   for name, m in study.models.items()},
+        "models": {
+            name: {"id": m.get("id"), "revision": m.get("revision"), "build": m.get("build")}
+            for name, m in study.models.items()
+        },
         "training_data_sha256": sorted({r["train_file_sha256"] for r in runs}),
         "run_git_commits": sorted({str(r["git"]["commit"]) for r in runs}),
     }
@@ -147,11 +161,16 @@ def verify(tag: str, root: str | Path = ".") -> list[str]:
     root = Path(root)
     dest = root / "results" / "frozen" / tag
     if not (dest / "MANIFEST.json").exists():
-        raise FreezeError(f"results/frozen/{tag}/MANIFEST.json does not exist; frozen tags: "
-                          f"{sorted(p.name for p in dest.parent.glob('*') if p.is_dir())}")
+        raise FreezeError(
+            f"results/frozen/{tag}/MANIFEST.json does not exist; frozen tags: "
+            f"{sorted(p.name for p in dest.parent.glob('*') if p.is_dir())}"
+        )
     manifest = json.loads((dest / "MANIFEST.json").read_text())
-    problems = [f"{rel}: sha256 differs from MANIFEST.json (the frozen copy was edited)"
-                for rel, h in manifest["files"].items() if sha256_file(dest / rel) != h]
+    problems = [
+        f"{rel}: sha256 differs from MANIFEST.json (the frozen copy was edited)"
+        for rel, h in manifest["files"].items()
+        if sha256_file(dest / rel) != h
+    ]
     cells = [cell_files(c["run_id"], root) for c in manifest["grid"]]
     tables = dest / "tables"
     legacy = {n for n in TABLE_NAMES.values() if n.endswith(".csv") and at_legacy_precision(tables / n)}
@@ -164,7 +183,8 @@ def verify(tag: str, root: str | Path = ".") -> list[str]:
         for key, name in TABLE_NAMES.items():
             frozen = (tables / name).read_bytes()
             if Path(fresh[key]).read_bytes() != frozen and not (
-                    name in legacy and Path(old[key]).read_bytes() == frozen):
+                name in legacy and Path(old[key]).read_bytes() == frozen
+            ):
                 problems.append(f"{name}: regenerated table differs from results/frozen/{tag}/tables/{name}")
     return problems
 
@@ -195,8 +215,10 @@ def main(argv=None) -> int:
         for p in problems:
             print(f"  - {p}", file=sys.stderr)
         return 1
-    print(f"results/frozen/{args.tag} verified: every table regenerates identically from the raw outputs "
-          "(at the precision each frozen table carries)")
+    print(
+        f"results/frozen/{args.tag} verified: every table regenerates identically from the raw outputs "
+        "(at the precision each frozen table carries)"
+    )
     return 0
 
 

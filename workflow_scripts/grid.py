@@ -71,8 +71,15 @@ class Cell:
         return d
 
 
-def make_cell(model: str, stage: str, batch_size: int, seed: int, *, ratio: float | None = None,
-              learning_rate: float | None = None) -> Cell:
+def make_cell(
+    model: str,
+    stage: str,
+    batch_size: int,
+    seed: int,
+    *,
+    ratio: float | None = None,
+    learning_rate: float | None = None,
+) -> Cell:
     """A cell from either its ratio or its learning rate (exactly one of them)."""
     if (ratio is None) == (learning_rate is None):
         raise ValueError("give exactly one of ratio and learning_rate")
@@ -110,8 +117,7 @@ def parse_run_id(text: str) -> Cell:
     m = _CELL_RE.match(text)
     if not m:
         raise ValueError(
-            f"not a run id: {text!r} (expected MODEL/STAGE/r<ratio>_bs<N>_s<seed> "
-            "or MODEL/STAGE/lr<lr>_bs<N>_s<seed>)"
+            f"not a run id: {text!r} (expected MODEL/STAGE/r<ratio>_bs<N>_s<seed> or MODEL/STAGE/lr<lr>_bs<N>_s<seed>)"
         )
     kw = {"ratio": parse_num(m["value"])} if m["kind"] == "r" else {"learning_rate": parse_num(m["value"])}
     return make_cell(m["model"], m["stage"], int(m["bs"]), int(m["seed"]), **kw)
@@ -124,8 +130,5 @@ def expand_grid(model: str, stage: str, grid: dict, seeds: list[int]) -> list[Ce
     else:
         values, key = grid["learning_rates"], "learning_rate"
     return [
-        make_cell(model, stage, bs, seed, **{key: v})
-        for v in values
-        for bs in grid["batch_sizes"]
-        for seed in seeds
+        make_cell(model, stage, bs, seed, **{key: v}) for v in values for bs in grid["batch_sizes"] for seed in seeds
     ]

@@ -25,6 +25,7 @@ def one_of(names) -> str:
 
 # ------------------------------------------------------------------ tasks and their data
 
+
 def synthetic_train_files(study) -> dict[str, str]:
     return {name: layout.fill(layout.TASK_TRAIN, task=name) for name in study.synthetic_tasks}
 
@@ -45,8 +46,10 @@ def fetched_eval_data(study) -> list[str]:
 
 def eval_data_dirs(study) -> dict[str, str]:
     """Where each built-in task's evaluation data is read from."""
-    return {name: study.tasks[name].get("data_dir") or layout.fill(layout.TASK_EVAL_DATA, task=name)
-            for name in builtin_task_names(study)}
+    return {
+        name: study.tasks[name].get("data_dir") or layout.fill(layout.TASK_EVAL_DATA, task=name)
+        for name in builtin_task_names(study)
+    }
 
 
 def eval_data_inputs(study) -> list[str]:
@@ -68,6 +71,7 @@ def tiny_model_sft_data(study) -> str:
 
 # ------------------------------------------------------------------ models
 
+
 def check_prompts_inputs(study, model: str) -> dict[str, list[str]]:
     """What the prompt check reads: the model's tokenizer (a built or materialised base
     folder, or the hub model's prefetch record) and the built-in tasks' prefetched data."""
@@ -82,12 +86,16 @@ def check_prompts_inputs(study, model: str) -> dict[str, list[str]]:
 def prefetch_targets(study) -> list[str]:
     """Everything the login node fetches: hub models, hub training sets, evaluation data."""
     out = [layout.fill(layout.PREFETCH_RECORD, model=m) for m in study.locally_made("hub")]
-    out += [layout.fill(layout.STAGE_SOURCE, stage=s) for s, st in study.config["stages"].items()
-            if st["dataset"]["source"] == "hub"]
+    out += [
+        layout.fill(layout.STAGE_SOURCE, stage=s)
+        for s, st in study.config["stages"].items()
+        if st["dataset"]["source"] == "hub"
+    ]
     return out + eval_data_inputs(study)
 
 
 # ------------------------------------------------------------------ cells and packs
+
 
 def train_inputs(study, cell: Cell) -> dict[str, list[str]]:
     """Rule train's base (or parent) model and hub prefetch record, in one call per job."""

@@ -11,7 +11,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-
 # Fault injection for the tests that kill a job mid-write: when a file whose name matches
 # this glob is about to be renamed into place, the process kills itself with SIGKILL.
 FAULT_ENV = "LRBS_FAULT_KILL_BEFORE_RENAME"

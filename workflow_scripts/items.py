@@ -40,6 +40,5 @@ def load_items(cells: list[dict], tasks: dict) -> pd.DataFrame:
                         if s.get("filter", "none") != filt or metric not in s:
                             continue
                         doc = int(s["doc_id"]) if leaf == task else f"{leaf}/{int(s['doc_id'])}"
-                        rows.append({"run_id": c["run_id"], "task": task, "doc_id": doc,
-                                     "score": float(s[metric])})
+                        rows.append({"run_id": c["run_id"], "task": task, "doc_id": doc, "score": float(s[metric])})
     return pd.DataFrame(rows, columns=["run_id", "task", "doc_id", "score"])

@@ -37,10 +37,33 @@ def command(job_file: Path, gpus: int, cpu: bool) -> list[str]:
     port = str(_free_port())
     if cpu:  # no GPU (the tests): the same DDP processes over gloo, started by torchrun, which
         # accelerate launch itself uses for --multi_gpu (its --cpu starts a single process)
-        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(gpus),
-                "--master_port", port, "-m", "workflow_scripts.launch", str(job_file)]
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus),
-            "--num_machines", "1", "--main_process_port", port, "-m", "workflow_scripts.launch", str(job_file)]
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(gpus),
+            "--master_port",
+            port,
+            "-m",
+            "workflow_scripts.launch",
+            str(job_file),
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(gpus),
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        port,
+        "-m",
+        "workflow_scripts.launch",
+        str(job_file),
+    ]
 
 
 def _file_or_none(stream):
@@ -76,8 +99,15 @@ def run_cells(jobs: list[dict], work_dir: str | Path) -> None:
         # job log that entry/_bootstrap.logged redirected sys.stdout to), not to fd 1
         sink = log or _file_or_none(sys.stdout)
         sys.stdout.flush()
-        procs.append((job, subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT if sink else None,
-                                            env=env, cwd=os.getcwd()), log))
+        procs.append(
+            (
+                job,
+                subprocess.Popen(
+                    cmd, stdout=sink, stderr=subprocess.STDOUT if sink else None, env=env, cwd=os.getcwd()
+                ),
+                log,
+            )
+        )
     failed = []
     for job, proc, log in procs:
         rc = proc.wait()
@@ -98,8 +128,15 @@ def train_one(job: dict, work_dir: str | Path) -> None:
         return
     from .train import train_cell
 
-    train_cell(job["spec"], job["base_model"], job["train_file"], job["out_dir"], threads=job["threads"],
-               data_source=job["data_source"], prefetched=job["prefetched"])
+    train_cell(
+        job["spec"],
+        job["base_model"],
+        job["train_file"],
+        job["out_dir"],
+        threads=job["threads"],
+        data_source=job["data_source"],
+        prefetched=job["prefetched"],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,9 +144,16 @@ def main(argv: list[str] | None = None) -> int:
 
     job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
     t0 = time.time()
-    train_cell(job["spec"], job["base_model"], job["train_file"], job["out_dir"], threads=job["threads"],
-               data_source=job["data_source"], prefetched=job["prefetched"],
-               memory=job.get("memory"))  # one process of a cell: the launcher planned its memory
+    train_cell(
+        job["spec"],
+        job["base_model"],
+        job["train_file"],
+        job["out_dir"],
+        threads=job["threads"],
+        data_source=job["data_source"],
+        prefetched=job["prefetched"],
+        memory=job.get("memory"),
+    )  # one process of a cell: the launcher planned its memory
     print(f"[launch] {job['spec']['run_id']} finished in {time.time() - t0:.1f}s", flush=True)
     return 0
 

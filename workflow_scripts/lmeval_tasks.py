@@ -51,44 +51,67 @@ def synthetic_task_config(name: str, generator: str, test_path: str, max_gen_tok
     cfg = _data(name, test_path)
     gen_kwargs = {"until": [EOS], "do_sample": False, "max_gen_toks": max_gen_toks}
     if generator == "arithmetic":
-        cfg.update({
-            "output_type": "generate_until",
-            "doc_to_text": "{{question}}",
-            "doc_to_target": "{{answer.split('####')[-1].strip()}}",
-            "generation_kwargs": gen_kwargs,
-            "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
-                             "ignore_case": True, "ignore_punctuation": False}],
-            "filter_list": [
-                {"name": "strict-match", "filter": [
-                    {"function": "regex", "regex_pattern": r"#### (\-?[0-9]+)"},
-                    {"function": "take_first"}]},
-                {"name": "flexible-extract", "filter": [
-                    {"function": "regex", "group_select": -1, "regex_pattern": r"(-?[0-9]+)"},
-                    {"function": "take_first"}]},
-            ],
-        })
+        cfg.update(
+            {
+                "output_type": "generate_until",
+                "doc_to_text": "{{question}}",
+                "doc_to_target": "{{answer.split('####')[-1].strip()}}",
+                "generation_kwargs": gen_kwargs,
+                "metric_list": [
+                    {
+                        "metric": "exact_match",
+                        "aggregation": "mean",
+                        "higher_is_better": True,
+                        "ignore_case": True,
+                        "ignore_punctuation": False,
+                    }
+                ],
+                "filter_list": [
+                    {
+                        "name": "strict-match",
+                        "filter": [
+                            {"function": "regex", "regex_pattern": r"#### (\-?[0-9]+)"},
+                            {"function": "take_first"},
+                        ],
+                    },
+                    {
+                        "name": "flexible-extract",
+                        "filter": [
+                            {"function": "regex", "group_select": -1, "regex_pattern": r"(-?[0-9]+)"},
+                            {"function": "take_first"},
+                        ],
+                    },
+                ],
+            }
+        )
     elif generator in ("compare", "sequence"):
         text, choice, target = {
             "compare": ("{{question}}", "{{choices.text}}", "{{choices.label.index(answerKey)}}"),
             "sequence": ("{{ctx}}", "{{endings}}", "{{label}}"),
         }[generator]
-        cfg.update({
-            "output_type": "multiple_choice",
-            "doc_to_text": text,
-            "doc_to_choice": choice,
-            "doc_to_target": target,
-            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-                            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}],
-        })
+        cfg.update(
+            {
+                "output_type": "multiple_choice",
+                "doc_to_text": text,
+                "doc_to_choice": choice,
+                "doc_to_target": target,
+                "metric_list": [
+                    {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
+                    {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
+                ],
+            }
+        )
     elif generator == "format":
-        cfg.update({
-            "output_type": "generate_until",
-            "doc_to_text": "{{prompt}}",
-            "doc_to_target": expected_response,
-            "generation_kwargs": gen_kwargs,
-            "process_results": _process_format,
-            "metric_list": [{"metric": "prompt_level_strict_acc", "aggregation": "mean", "higher_is_better": True}],
-        })
+        cfg.update(
+            {
+                "output_type": "generate_until",
+                "doc_to_text": "{{prompt}}",
+                "doc_to_target": expected_response,
+                "generation_kwargs": gen_kwargs,
+                "process_results": _process_format,
+                "metric_list": [{"metric": "prompt_level_strict_acc", "aggregation": "mean", "higher_is_better": True}],
+            }
+        )
     else:
         raise ValueError(f"unknown synthetic generator {generator!r}")
     return cfg
@@ -107,4 +130,3 @@ def task_specs(tasks: dict, test_files: dict[str, str], benchmark_dirs: dict[str
         else:
             out.extend(builtin_specs(name, (benchmark_dirs or {})[name], t.get("num_fewshot")))
     return out
-

@@ -25,8 +25,12 @@ def model_shape(base_model: str) -> dict:
     config = AutoConfig.from_pretrained(base_model)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    return {"params": sum(p.numel() for p in model.parameters()), "hidden": config.hidden_size,
-            "layers": config.num_hidden_layers, "vocab": config.vocab_size}
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "hidden": config.hidden_size,
+        "layers": config.num_hidden_layers,
+        "vocab": config.vocab_size,
+    }
 
 
 def estimated_gpu_bytes(spec: dict, shape: dict, checkpointing: bool = False) -> int:
@@ -41,8 +45,9 @@ def estimated_gpu_bytes(spec: dict, shape: dict, checkpointing: bool = False) ->
     tokens = int(spec["per_device_train_batch_size"]) * int(spec.get("recipe", {}).get("max_length") or 1024)
     tokens *= 2 if dpo else 1  # chosen and rejected
     per_layer = 34 * tokens * shape["hidden"]
-    activations = (4 * tokens * shape["hidden"] * shape["layers"] + per_layer if checkpointing
-                   else per_layer * shape["layers"])
+    activations = (
+        4 * tokens * shape["hidden"] * shape["layers"] + per_layer if checkpointing else per_layer * shape["layers"]
+    )
     return int(state + activations + 8 * tokens * shape["vocab"])
 
 
@@ -53,15 +58,26 @@ def choose_checkpointing(spec: dict, shape: dict, budget_bytes: int) -> dict:
     gib = 2**30
     without = estimated_gpu_bytes(spec, shape)
     if without <= 0.9 * budget_bytes:
-        return {"enabled": False, "estimate_gib": round(without / gib, 2), "budget_gib": round(budget_bytes / gib, 2),
-                "reason": "fits without activation checkpointing"}
+        return {
+            "enabled": False,
+            "estimate_gib": round(without / gib, 2),
+            "budget_gib": round(budget_bytes / gib, 2),
+            "reason": "fits without activation checkpointing",
+        }
     with_ckpt = estimated_gpu_bytes(spec, shape, checkpointing=True)
     reason = "does not fit without activation checkpointing"
     if with_ckpt > 0.9 * budget_bytes:
-        reason += (" and may not fit with it either: lower micro_batch_size, recipe.max_length or "
-                   "stages.<stage>.cells_per_gpu, or use a larger GPU")
-    return {"enabled": True, "estimate_gib": round(with_ckpt / gib, 2), "without_gib": round(without / gib, 2),
-            "budget_gib": round(budget_bytes / gib, 2), "reason": reason}
+        reason += (
+            " and may not fit with it either: lower micro_batch_size, recipe.max_length or "
+            "stages.<stage>.cells_per_gpu, or use a larger GPU"
+        )
+    return {
+        "enabled": True,
+        "estimate_gib": round(with_ckpt / gib, 2),
+        "without_gib": round(without / gib, 2),
+        "budget_gib": round(budget_bytes / gib, 2),
+        "reason": reason,
+    }
 
 
 # The recipe keys that force activation checkpointing (transformers 5's name, and the old one)
@@ -91,8 +107,13 @@ def free_gpu_bytes() -> int | None:
         return None
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits",
-                              "-i", visible], capture_output=True, text=True, timeout=30, check=True)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits", "-i", visible],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         return int(out.stdout.split()[0]) * 2**20  # MiB
     except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return torch.cuda.mem_get_info(torch.cuda.current_device())[0]
@@ -112,9 +133,12 @@ def plan_memory(jobs: list[dict]) -> str:
         model_dir, _ = resolve_base_model(job["base_model"], job["spec"], job.get("prefetched"))
         job["memory"] = memory_plan(job["spec"], model_dir, share)
         need += estimated_gpu_bytes(job["spec"], model_shape(model_dir), checkpointing=job["memory"]["enabled"])
-    msg = (f"{len(jobs)} cell(s) need ~{need / 2**30:.1f} GiB (estimate, activation checkpointing "
-           f"{sum(j['memory']['enabled'] for j in jobs)} of {len(jobs)}); GPU has {free / 2**30:.1f} GiB free")
+    msg = (
+        f"{len(jobs)} cell(s) need ~{need / 2**30:.1f} GiB (estimate, activation checkpointing "
+        f"{sum(j['memory']['enabled'] for j in jobs)} of {len(jobs)}); GPU has {free / 2**30:.1f} GiB free"
+    )
     if need > 0.95 * free:
-        raise RuntimeError(f"{msg}. Lower stages.<stage>.cells_per_gpu (now {len(jobs)}) or "
-                           "micro_batch_size, or use a larger GPU.")
+        raise RuntimeError(
+            f"{msg}. Lower stages.<stage>.cells_per_gpu (now {len(jobs)}) or micro_batch_size, or use a larger GPU."
+        )
     return msg

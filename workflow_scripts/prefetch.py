@@ -26,8 +26,7 @@ class MissingPrefetchError(RuntimeError):
 
 def fetch_command(model_id: str, revision: str | None) -> str:
     rev = f" --revision {revision}" if revision else ""
-    return (f"snakemake prefetch --cores 1 (all of the study), or: "
-            f"python -m workflow_scripts.prefetch {model_id}{rev}")
+    return f"snakemake prefetch --cores 1 (all of the study), or: python -m workflow_scripts.prefetch {model_id}{rev}"
 
 
 def prefetch_model(model_id: str, revision: str | None = None) -> dict:
@@ -40,7 +39,8 @@ def prefetch_model(model_id: str, revision: str | None = None) -> dict:
         raise MissingPrefetchError(
             f"cannot fetch model {model_id!r} at revision {revision!r} into HF_HOME="
             f"{os.environ.get('HF_HOME', '~/.cache/huggingface')}: {type(e).__name__}: {e}. "
-            "Run the prefetch on a machine with internet (the cluster's login node).") from e
+            "Run the prefetch on a machine with internet (the cluster's login node)."
+        ) from e
     return {"id": model_id, "revision": revision, "commit": Path(path).name, "path": path}
 
 
@@ -55,7 +55,8 @@ def cached_model(model_id: str, revision: str | None = None) -> str:
         raise MissingPrefetchError(
             f"model {model_id!r} at revision {revision!r} is not in the local cache (HF_HOME="
             f"{os.environ.get('HF_HOME', '~/.cache/huggingface')}); compute jobs run offline. "
-            f"Fetch it on the login node first: {fetch_command(model_id, revision)}") from e
+            f"Fetch it on the login node first: {fetch_command(model_id, revision)}"
+        ) from e
 
 
 def set_offline() -> None:

@@ -18,7 +18,7 @@ import math
 
 from .prompt_requests import model_free_lm
 
-ROUND_TO = 256        # a suggested max_length is a multiple of this
+ROUND_TO = 256  # a suggested max_length is a multiple of this
 DEFAULT_GEN_TOKS = 256  # HFLM.max_gen_toks: used when a task's generation_kwargs name none
 GENERATE, LOGLIKELIHOOD, ROLLING = "generate_until", "loglikelihood", "loglikelihood_rolling"
 
@@ -82,8 +82,12 @@ def request_lengths(lm, requests: list, exact: bool = False) -> list[tuple[str, 
             if n_spaces > 0:
                 continuation, context = context[-n_spaces:] + continuation, context[:-n_spaces]
             tail = context[-TAIL:]
-            pair = _Pair(counter.want(context, encode_kw(context)), counter.want(tail, False),
-                         counter.want(tail + continuation, False), context + continuation)
+            pair = _Pair(
+                counter.want(context, encode_kw(context)),
+                counter.want(tail, False),
+                counter.want(tail + continuation, False),
+                context + continuation,
+            )
             if exact:
                 counter.want(pair[3], encode_kw(pair[3]))
             plan.append([LOGLIKELIHOOD, pair, 0])
@@ -144,7 +148,7 @@ class _TokenCounter:
             texts = [t for t, s in self.pending if s is special]
             kw = {} if special is None else {"add_special_tokens": False}
             for i in range(0, len(texts), self.batch):
-                chunk = texts[i:i + self.batch]
+                chunk = texts[i : i + self.batch]
                 ids = self.tokenizer(chunk, return_attention_mask=False, **kw)["input_ids"]
                 self.counts.update({(t, special): len(x) for t, x in zip(chunk, ids)})
         self.pending.clear()
@@ -158,6 +162,7 @@ class _TokenCounter:
 
 # ---------------------------------------------------------------- per task
 
+
 def round_up(n: int, to: int = ROUND_TO) -> int:
     return int(math.ceil(n / to) * to)
 
@@ -166,22 +171,38 @@ def fit(lengths: list[tuple[str, int, int]], max_length: int) -> dict:
     """One task's requests against ``max_length``: count, longest, budget, truncated, need."""
     checked = [x for x in lengths if x[0] != ROLLING]
     if not checked:
-        return {"output_type": lengths[0][0] if lengths else None, "requests": len(lengths),
-                "longest_prompt_tokens": max((n for _, n, _ in lengths), default=0), "max_gen_toks": 0,
-                "budget": None, "truncated": 0, "needs_max_length": None}
+        return {
+            "output_type": lengths[0][0] if lengths else None,
+            "requests": len(lengths),
+            "longest_prompt_tokens": max((n for _, n, _ in lengths), default=0),
+            "max_gen_toks": 0,
+            "budget": None,
+            "truncated": 0,
+            "needs_max_length": None,
+        }
     # the binding request: the one that needs the longest sequence (prompt + generation)
     kind, longest, gen = max(checked, key=lambda x: (x[1] + x[2], x[1]))
-    return {"output_type": kind, "requests": len(lengths), "longest_prompt_tokens": longest,
-            "max_gen_toks": gen, "budget": max_length - gen,
-            "truncated": sum(1 for _, n, g in checked if n > max_length - g),
-            "needs_max_length": round_up(longest + gen)}
+    return {
+        "output_type": kind,
+        "requests": len(lengths),
+        "longest_prompt_tokens": longest,
+        "max_gen_toks": gen,
+        "budget": max_length - gen,
+        "truncated": sum(1 for _, n, g in checked if n > max_length - g),
+        "needs_max_length": round_up(longest + gen),
+    }
 
 
 def combine(records: dict[str, dict]) -> dict:
     """A group's record (bbh) from its subtasks': counts summed, the binding subtask's
     longest prompt and budget, and which subtask that is."""
-    worst = max(records, key=lambda t: (records[t]["longest_prompt_tokens"] + records[t]["max_gen_toks"],
-                                        records[t]["longest_prompt_tokens"]))
+    worst = max(
+        records,
+        key=lambda t: (
+            records[t]["longest_prompt_tokens"] + records[t]["max_gen_toks"],
+            records[t]["longest_prompt_tokens"],
+        ),
+    )
     out = dict(records[worst])
     out["requests"] = sum(r["requests"] for r in records.values())
     out["truncated"] = sum(r["truncated"] for r in records.values())

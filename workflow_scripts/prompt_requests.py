@@ -17,8 +17,12 @@ import random
 from pathlib import Path
 
 
-def load_tokenizer(model_cfg: dict, base_dir: str | os.PathLike = ".", model_dir: str | os.PathLike | None = None,
-                   prefetched: str | os.PathLike | None = None):
+def load_tokenizer(
+    model_cfg: dict,
+    base_dir: str | os.PathLike = ".",
+    model_dir: str | os.PathLike | None = None,
+    prefetched: str | os.PathLike | None = None,
+):
     """The tokenizer a model's cells are trained and evaluated with, and the model's positions.
 
     ``model_dir``: a built or materialised base model (``results/models/<name>/base``);
@@ -38,8 +42,10 @@ def load_tokenizer(model_cfg: dict, base_dir: str | os.PathLike = ".", model_dir
     if model_dir is None:
         mid = model_cfg.get("id")
         if not mid:
-            raise ValueError(f"model {model_cfg.get('name')!r}: a built or GGUF model needs its base folder "
-                             "(results/models/<name>/base)")
+            raise ValueError(
+                f"model {model_cfg.get('name')!r}: a built or GGUF model needs its base folder "
+                "(results/models/<name>/base)"
+            )
         if is_local_path(mid):
             model_dir = Path(base_dir) / os.path.expanduser(mid)
         else:
@@ -48,8 +54,12 @@ def load_tokenizer(model_cfg: dict, base_dir: str | os.PathLike = ".", model_dir
             record = json.loads(Path(prefetched).read_text()) if prefetched else {}
             model_dir = cached_model(mid, record.get("commit") or model_cfg.get("revision"))
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    chat_template.apply(tokenizer, None, chat_template.resolve(model_cfg, base_dir),
-                        key=f"models[{model_cfg.get('name')}].chat_template")
+    chat_template.apply(
+        tokenizer,
+        None,
+        chat_template.resolve(model_cfg, base_dir),
+        key=f"models[{model_cfg.get('name')}].chat_template",
+    )
     try:
         config = AutoConfig.from_pretrained(str(model_dir))
     except (OSError, ValueError):
@@ -86,8 +96,15 @@ def study_specs(tasks: dict, benchmark_dirs: dict) -> list:
     return specs
 
 
-def build_requests(specs: list, tokenizer, *, apply_chat_template: bool = True, limit=None,
-                   seed: int | None = None, fewshot_as_multiturn: bool = True) -> dict[str, list[tuple]]:
+def build_requests(
+    specs: list,
+    tokenizer,
+    *,
+    apply_chat_template: bool = True,
+    limit=None,
+    seed: int | None = None,
+    fewshot_as_multiturn: bool = True,
+) -> dict[str, list[tuple]]:
     """lm-eval task name -> the ``args`` of each request lm-eval would send for ``specs``.
 
     Follows ``lm_eval.simple_evaluate`` as :func:`workflow_scripts.evaluate.evaluate_cell`
@@ -139,8 +156,12 @@ def _task_requests(task, lm, apply_chat_template, limit, seed, fewshot_as_multit
         task.set_config(key="num_fewshot", value=0)
     task.set_fewshot_seed(seed=seed)
     task.build_all_requests(
-        limit=get_sample_size(task, limit), rank=0, world_size=1,
-        apply_chat_template=bool(apply_chat_template), fewshot_as_multiturn=fewshot_as_multiturn,
+        limit=get_sample_size(task, limit),
+        rank=0,
+        world_size=1,
+        apply_chat_template=bool(apply_chat_template),
+        fewshot_as_multiturn=fewshot_as_multiturn,
         chat_template=lm.apply_chat_template if apply_chat_template else None,
-        tokenizer_name=lm.tokenizer_name if apply_chat_template else "")
+        tokenizer_name=lm.tokenizer_name if apply_chat_template else "",
+    )
     return [tuple(inst.args) for inst in task.instances]

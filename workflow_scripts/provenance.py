@@ -8,8 +8,18 @@ import platform
 import subprocess
 from pathlib import Path
 
-PACKAGES = ["torch", "transformers", "trl", "lm_eval", "datasets", "tokenizers", "accelerate",
-            "snakemake", "pandas", "numpy"]
+PACKAGES = [
+    "torch",
+    "transformers",
+    "trl",
+    "lm_eval",
+    "datasets",
+    "tokenizers",
+    "accelerate",
+    "snakemake",
+    "pandas",
+    "numpy",
+]
 REPO_DIR = Path(__file__).resolve().parent.parent
 
 

@@ -55,9 +55,16 @@ def fingerprint(kind: str, recipe: dict, kwargs: dict) -> str | None:
     code = hashlib.sha256()  # the checks themselves
     for module in CHECK_MODULES:
         code.update(Path(__file__).with_name(f"{module}.py").read_bytes())
-    payload = {"kind": kind, "recipe": recipe, "kwargs": kwargs, "pipeline_keys": PIPELINE_KEYS,
-               "versions": versions, "python": sys.version,
-               "packages_mtime": os.stat(Path(spec.origin).parent.parent).st_mtime_ns, "code": code.hexdigest()}
+    payload = {
+        "kind": kind,
+        "recipe": recipe,
+        "kwargs": kwargs,
+        "pipeline_keys": PIPELINE_KEYS,
+        "versions": versions,
+        "python": sys.version,
+        "packages_mtime": os.stat(Path(spec.origin).parent.parent).st_mtime_ns,
+        "code": code.hexdigest(),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=repr).encode()).hexdigest()
 
 

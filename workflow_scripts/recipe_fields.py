@@ -69,8 +69,11 @@ _PLAIN = {bool: "bool", int: "int", float: "float", str: "str", type(None): "Non
 def _members(annotation) -> list | None:
     """The plain types an annotation allows, or None if it names anything else (an enum, a
     class, Any): such a field is left to the config's own checks."""
-    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) \
+    args = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
         else (annotation,)
+    )
     out = []
     for a in args:
         origin = typing.get_origin(a)
@@ -126,9 +129,11 @@ def _describe(members: list) -> str:
 def _check_type(key: str, field: dataclasses.Field, value, cls) -> None:
     members = _members(field.type)
     if members and not _fits(value, members):
-        raise RecipeError(key, f"{value!r} is a {type(value).__name__}; trl.{cls.__name__} takes "
-                          f"{_describe(members)} here" + (" (write numbers without quotes)" if isinstance(value, str)
-                                                         else "") + ".")
+        raise RecipeError(
+            key,
+            f"{value!r} is a {type(value).__name__}; trl.{cls.__name__} takes "
+            f"{_describe(members)} here" + (" (write numbers without quotes)" if isinstance(value, str) else "") + ".",
+        )
 
 
 def _check_choices(key: str, field: dataclasses.Field, value, cls) -> None:

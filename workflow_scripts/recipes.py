@@ -47,8 +47,12 @@ CONFIG_CLASSES = {"sft": "SFTConfig", "dpo": "DPOConfig"}
 
 # Placeholders for what the grid sets per cell (their own checks are the schema's and
 # config_checks.check_semantics'); only their types and presence matter to the TRL config.
-PLACEHOLDER_CELL = {"learning_rate": 1e-5, "per_device_train_batch_size": 2, "gradient_accumulation_steps": 1,
-                    "seed": 0}
+PLACEHOLDER_CELL = {
+    "learning_rate": 1e-5,
+    "per_device_train_batch_size": 2,
+    "gradient_accumulation_steps": 1,
+    "seed": 0,
+}
 CPU = {"use_cpu": True, "bf16": False, "fp16": False}
 
 
@@ -79,14 +83,20 @@ def _check(stage_name: str, kind: str, recipe: dict, stage: dict) -> bool:
     where = f"stages.{stage_name}.recipe"
     value = recipe.get("attn_implementation")
     if "attn_implementation" in recipe and not isinstance(value, str):
-        raise RecipeError(f"{where}.attn_implementation", f"{value!r} is not a string; give an attention "
-                          "implementation of transformers, e.g. sdpa, eager or flash_attention_2.")
+        raise RecipeError(
+            f"{where}.attn_implementation",
+            f"{value!r} is not a string; give an attention "
+            "implementation of transformers, e.g. sdpa, eager or flash_attention_2.",
+        )
     with _quiet():
         try:
             import trl
         except ImportError as e:
-            print(f"[config] recipes not checked: trl cannot be imported here ({e}); a wrong recipe key "
-                  "or value fails when its cell trains.", file=sys.stderr)
+            print(
+                f"[config] recipes not checked: trl cannot be imported here ({e}); a wrong recipe key "
+                "or value fails when its cell trains.",
+                file=sys.stderr,
+            )
             return False
         cls = getattr(trl, CONFIG_CLASSES[kind])
         other = getattr(trl, CONFIG_CLASSES["dpo" if kind == "sft" else "sft"])
@@ -107,8 +117,12 @@ def _pipeline_kwargs(stage: dict, recipe: dict, output_dir: str) -> dict:
     with placeholders for the grid's numbers."""
     from .train import sft_config_kwargs
 
-    spec = {"recipe": recipe, **PLACEHOLDER_CELL, "checkpoint": stage.get("checkpoint"),
-            "max_steps": 10 if (stage.get("train_examples") or stage.get("train_steps")) else None}
+    spec = {
+        "recipe": recipe,
+        **PLACEHOLDER_CELL,
+        "checkpoint": stage.get("checkpoint"),
+        "max_steps": 10 if (stage.get("train_examples") or stage.get("train_steps")) else None,
+    }
     kwargs = sft_config_kwargs(spec, output_dir, CPU)
     forced = [recipe[k] for k in CHECKPOINTING_KEYS if k in recipe]
     kwargs["activation_checkpointing"] = bool(forced[0]) if forced else False  # launch.memory_plan's choice
@@ -128,11 +142,14 @@ def _build(where: str, cls, stage: dict, recipe: dict, output_dir: str):
         try:
             cls(**{**bare, key: value})
         except Exception as e:  # noqa: BLE001
-            raise RecipeError(f"{where}.{key}", f"trl.{cls.__name__} refuses {key}: {value!r}: "
-                              f"{error_text(e)}") from None
+            raise RecipeError(
+                f"{where}.{key}", f"trl.{cls.__name__} refuses {key}: {value!r}: {error_text(e)}"
+            ) from None
     named = [k for k in trl_recipe if re.search(rf"\b{re.escape(k)}\b", str(error))] or list(trl_recipe)
-    raise RecipeError(f"{where}.{named[0]}", f"trl.{cls.__name__} refuses the recipe's "
-                      f"{', '.join(named)} together: {error_text(error)}") from None
+    raise RecipeError(
+        f"{where}.{named[0]}",
+        f"trl.{cls.__name__} refuses the recipe's {', '.join(named)} together: {error_text(error)}",
+    ) from None
 
 
 # ---- quiet, side-effect free --------------------------------------------------------------

@@ -22,8 +22,15 @@ import pandas as pd
 
 PUBLISHED_CSV = Path(__file__).resolve().parent.parent / "reference" / "smoltulu_results.csv"
 
-_IFEVAL = tuple(("ifeval", m) for m in ("prompt_level_strict_acc,none", "inst_level_strict_acc,none",
-                                       "prompt_level_loose_acc,none", "inst_level_loose_acc,none"))
+_IFEVAL = tuple(
+    ("ifeval", m)
+    for m in (
+        "prompt_level_strict_acc,none",
+        "inst_level_strict_acc,none",
+        "prompt_level_loose_acc,none",
+        "inst_level_loose_acc,none",
+    )
+)
 
 # published column -> its variants, in order of preference; a variant is the (our lm-eval task,
 # "metric,filter") parts whose unweighted mean is the published quantity. The first variant
@@ -33,9 +40,11 @@ PAIRINGS: dict[str, tuple[tuple[tuple[str, str], ...], ...]] = {
     # SmolLM2's lighteval ARC: arc:easy and arc:challenge, 0-shot, loglikelihood_acc_norm_nospace
     "arc_avg": ((("arc_easy", "acc_norm,none"), ("arc_challenge", "acc_norm,none")),),
     # "BBH (3-shot)": lighteval's custom bbh is answer-only exact match (no chain of thought)
-    "bbh_3shot": ((("bbh_fewshot", "exact_match,none"),),
-                  (("bbh", "exact_match,get-answer"),),
-                  (("bbh_cot_fewshot", "exact_match,get-answer"),)),
+    "bbh_3shot": (
+        (("bbh_fewshot", "exact_match,none"),),
+        (("bbh", "exact_match,get-answer"),),
+        (("bbh_cot_fewshot", "exact_match,get-answer"),),
+    ),
     # "GSM8K (5-shot)": quasi exact match of the number after "####" (lm-eval's strict-match)
     "gsm8k_5shot": ((("gsm8k", "exact_match,strict-match"),),),
     "hellaswag": ((("hellaswag", "acc_norm,none"),),),
@@ -48,10 +57,21 @@ PAIRINGS: dict[str, tuple[tuple[tuple[str, str], ...], ...]] = {
 }
 
 # our lm-eval task -> column of the published table (every task of every variant)
-PUBLISHED_COLUMNS = {task: column for column, variants in PAIRINGS.items()
-                     for variant in variants for task, _ in variant}
-REFERENCE_COLUMNS = ["published", "run_id", "benchmark", "tasks", "metrics", "published_score", "our_score",
-                     "difference", "status", "missing"]
+PUBLISHED_COLUMNS = {
+    task: column for column, variants in PAIRINGS.items() for variant in variants for task, _ in variant
+}
+REFERENCE_COLUMNS = [
+    "published",
+    "run_id",
+    "benchmark",
+    "tasks",
+    "metrics",
+    "published_score",
+    "our_score",
+    "difference",
+    "status",
+    "missing",
+]
 
 
 def published_models(path: str | Path = PUBLISHED_CSV) -> list[str]:
@@ -114,9 +134,18 @@ def reference_table(scores: pd.DataFrame, published: pd.DataFrame, pairs: dict[s
                 value, missing = paired_score(ours, variant)
                 status = "incomplete" if missing else "ok"
             ref = float(pub[column].iloc[0])
-            rows.append({"published": name, "run_id": run_id, "benchmark": column,
-                         "tasks": "+".join(sorted({t for t, _ in variant})),
-                         "metrics": " + ".join(part_name(t, m) for t, m in variant),
-                         "published_score": ref, "our_score": value, "difference": value - ref,
-                         "status": status, "missing": " + ".join(missing)})
+            rows.append(
+                {
+                    "published": name,
+                    "run_id": run_id,
+                    "benchmark": column,
+                    "tasks": "+".join(sorted({t for t, _ in variant})),
+                    "metrics": " + ".join(part_name(t, m) for t, m in variant),
+                    "published_score": ref,
+                    "our_score": value,
+                    "difference": value - ref,
+                    "status": status,
+                    "missing": " + ".join(missing),
+                }
+            )
     return pd.DataFrame(rows, columns=REFERENCE_COLUMNS)

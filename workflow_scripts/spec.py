@@ -22,8 +22,10 @@ def split_batch(micro_batch_size: int, batch_size: int, gpus: int) -> tuple[int,
     product with ``gpus`` is exactly ``batch_size``. ValueError when no such split exists."""
     per_device = min(micro_batch_size, batch_size // gpus)
     if per_device < 1 or batch_size % (per_device * gpus):
-        raise ValueError(f"effective batch size {batch_size} is not a multiple of micro_batch_size "
-                         f"({micro_batch_size}) x gpus ({gpus})")
+        raise ValueError(
+            f"effective batch size {batch_size} is not a multiple of micro_batch_size "
+            f"({micro_batch_size}) x gpus ({gpus})"
+        )
     return per_device, batch_size // (per_device * gpus)
 
 
@@ -67,12 +69,29 @@ def training_spec(study, cell: Cell) -> dict:
     return spec
 
 
-def cell_job(spec: dict, base_model: str, train_file: str, out_dir: str, *, threads: int = 1,
-             data_source: str | None = None, prefetched: str | None = None, log: str | None = None) -> dict:
+def cell_job(
+    spec: dict,
+    base_model: str,
+    train_file: str,
+    out_dir: str,
+    *,
+    threads: int = 1,
+    data_source: str | None = None,
+    prefetched: str | None = None,
+    log: str | None = None,
+) -> dict:
     """Everything ``train.train_cell`` needs for one cell, as plain JSON (what
     ``python -m workflow_scripts.launch JOB.json`` trains)."""
-    return {"spec": spec, "base_model": str(base_model), "train_file": str(train_file), "out_dir": str(out_dir),
-            "threads": threads, "data_source": data_source, "prefetched": prefetched, "log": log}
+    return {
+        "spec": spec,
+        "base_model": str(base_model),
+        "train_file": str(train_file),
+        "out_dir": str(out_dir),
+        "threads": threads,
+        "data_source": data_source,
+        "prefetched": prefetched,
+        "log": log,
+    }
 
 
 def study_cell_job(study, cell: Cell, threads: int) -> dict:
@@ -80,7 +99,13 @@ def study_cell_job(study, cell: Cell, threads: int) -> dict:
     (the cells of a pack are trained from these)."""
     rid = cell.run_id
     prefetched = prefetch_inputs(study, cell)
-    return cell_job(training_spec(study, cell), base_model_ref(study, cell),
-                    layout.fill(layout.STAGE_DATA, stage=cell.stage), layout.for_cell(layout.CELL_DIR, rid),
-                    threads=threads, data_source=layout.fill(layout.STAGE_SOURCE, stage=cell.stage),
-                    prefetched=prefetched[0] if prefetched else None, log=layout.for_cell(layout.TRAIN_LOG, rid))
+    return cell_job(
+        training_spec(study, cell),
+        base_model_ref(study, cell),
+        layout.fill(layout.STAGE_DATA, stage=cell.stage),
+        layout.for_cell(layout.CELL_DIR, rid),
+        threads=threads,
+        data_source=layout.fill(layout.STAGE_SOURCE, stage=cell.stage),
+        prefetched=prefetched[0] if prefetched else None,
+        log=layout.for_cell(layout.TRAIN_LOG, rid),
+    )

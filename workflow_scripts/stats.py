@@ -86,19 +86,75 @@ from .numbers import canonical
 
 CATEGORIES = ("reasoning", "pattern")
 NORMALISERS = ("item_sd", "cell_sd", "none")
-SLOPE_COLUMNS = ["model", "stage", "task", "category", "slope", "slope_lo", "slope_hi", "best_ratio",
-                 "best_ratio_lo", "best_ratio_hi", "n_cells", "n_seeds", "n_items", "n_excluded", "resampled"]
-SPLIT_COLUMNS = ["model", "stage", "split", "split_lo", "split_hi", "p_value", "n_perm", "reasoning_mean",
-                 "pattern_mean", "n_tasks", "perm_exact", "p_min", "normaliser", "n_excluded", "resampled"]
-INVARIANCE_COLUMNS = ["model", "stage", "task", "category", "a", "b", "k", "k_lo", "k_hi", "rss_ratio",
-                      "rss_sqrt", "rss_free", "verdict", "reason", "n_cells", "n_batch_sizes", "n_excluded",
-                      "resampled"]
+SLOPE_COLUMNS = [
+    "model",
+    "stage",
+    "task",
+    "category",
+    "slope",
+    "slope_lo",
+    "slope_hi",
+    "best_ratio",
+    "best_ratio_lo",
+    "best_ratio_hi",
+    "n_cells",
+    "n_seeds",
+    "n_items",
+    "n_excluded",
+    "resampled",
+]
+SPLIT_COLUMNS = [
+    "model",
+    "stage",
+    "split",
+    "split_lo",
+    "split_hi",
+    "p_value",
+    "n_perm",
+    "reasoning_mean",
+    "pattern_mean",
+    "n_tasks",
+    "perm_exact",
+    "p_min",
+    "normaliser",
+    "n_excluded",
+    "resampled",
+]
+INVARIANCE_COLUMNS = [
+    "model",
+    "stage",
+    "task",
+    "category",
+    "a",
+    "b",
+    "k",
+    "k_lo",
+    "k_hi",
+    "rss_ratio",
+    "rss_sqrt",
+    "rss_free",
+    "verdict",
+    "reason",
+    "n_cells",
+    "n_batch_sizes",
+    "n_excluded",
+    "resampled",
+]
 
-__all__ = ["task_slopes", "split_statistic", "ratio_invariance", "CATEGORIES",
-           "NORMALISERS", "SLOPE_COLUMNS", "SPLIT_COLUMNS", "INVARIANCE_COLUMNS"]
+__all__ = [
+    "task_slopes",
+    "split_statistic",
+    "ratio_invariance",
+    "CATEGORIES",
+    "NORMALISERS",
+    "SLOPE_COLUMNS",
+    "SPLIT_COLUMNS",
+    "INVARIANCE_COLUMNS",
+]
 
 
 # --------------------------------------------------------------------------- preparation
+
 
 def _hash(x) -> int:
     return zlib.crc32(str(x).encode())
@@ -151,24 +207,28 @@ def _primary_cells(scores: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     kept = prim[~prim["_excluded"]].copy()
     dup = kept.duplicated(["model", "stage", "run_id", "task"], keep=False)
     if dup.any():
-        raise ValueError("more than one primary row for run x task: "
-                         f"{kept.loc[dup, ['run_id', 'task']].drop_duplicates().head().values.tolist()}")
-    kept["x"] = np.log10(kept["ratio"].astype(float))          # log10 LR/BS
+        raise ValueError(
+            "more than one primary row for run x task: "
+            f"{kept.loc[dup, ['run_id', 'task']].drop_duplicates().head().values.tolist()}"
+        )
+    kept["x"] = np.log10(kept["ratio"].astype(float))  # log10 LR/BS
     kept["u"] = np.log10(kept["learning_rate"].astype(float))  # log10 LR
-    kept["v"] = np.log10(kept["batch_size"].astype(float))     # log10 BS
+    kept["v"] = np.log10(kept["batch_size"].astype(float))  # log10 BS
     kept = kept.sort_values(["model", "stage", "task", "x", "v", "seed", "run_id"], kind="stable")
     return kept.reset_index(drop=True), prim
 
 
-def _item_matrices(items: pd.DataFrame, cells: pd.DataFrame, gcode: np.ndarray, local: np.ndarray,
-                   sizes: list[int]) -> list[np.ndarray]:
+def _item_matrices(
+    items: pd.DataFrame, cells: pd.DataFrame, gcode: np.ndarray, local: np.ndarray, sizes: list[int]
+) -> list[np.ndarray]:
     """Per task group, a cells x items matrix of item scores (NaN where a run lacks an item)."""
     need = {"run_id", "task", "doc_id", "score"}
     missing = need - set(items.columns)
     if missing:
         raise KeyError(f"items lacks columns {sorted(missing)}")
-    key = pd.DataFrame({"run_id": cells["run_id"].to_numpy(), "task": cells["task"].to_numpy(),
-                        "_row": np.arange(len(cells))})
+    key = pd.DataFrame(
+        {"run_id": cells["run_id"].to_numpy(), "task": cells["task"].to_numpy(), "_row": np.arange(len(cells))}
+    )
     m = items[["run_id", "task", "doc_id", "score"]].merge(key, on=["run_id", "task"], how="inner")
     if m.duplicated(["_row", "doc_id"]).any():
         raise ValueError("items has more than one score for some run x task x doc_id")
@@ -176,8 +236,10 @@ def _item_matrices(items: pd.DataFrame, cells: pd.DataFrame, gcode: np.ndarray, 
     have[m["_row"].to_numpy()] = True
     if not have.all():
         lack = cells.loc[~have, ["run_id", "task"]].head(5).values.tolist()
-        raise ValueError(f"{int((~have).sum())} kept cells have no items (e.g. {lack}); pass items for "
-                         "every scored run x task, or mark those cells excluded via status")
+        raise ValueError(
+            f"{int((~have).sum())} kept cells have no items (e.g. {lack}); pass items for "
+            "every scored run x task, or mark those cells excluded via status"
+        )
     rows = m["_row"].to_numpy()
     g_of = gcode[rows]
     order = np.argsort(g_of, kind="stable")
@@ -186,7 +248,7 @@ def _item_matrices(items: pd.DataFrame, cells: pd.DataFrame, gcode: np.ndarray, 
     score_all = pd.to_numeric(m["score"], errors="coerce").to_numpy(float)
     mats = []
     for g, n in enumerate(sizes):
-        idx = order[bounds[g]:bounds[g + 1]]
+        idx = order[bounds[g] : bounds[g + 1]]
         docs, dcode = np.unique(docs_all[idx], return_inverse=True)
         mat = np.full((n, len(docs)), np.nan)
         mat[local[rows[idx]], dcode] = score_all[idx]
@@ -213,12 +275,15 @@ class _Task:
         if mat is not None:
             with np.errstate(invalid="ignore"):
                 self.y = np.nanmean(mat, axis=1)
-                self.y2 = np.nanmean(mat ** 2, axis=1)
+                self.y2 = np.nanmean(mat**2, axis=1)
             diff = np.abs(self.y - cols["value"][rows])
             if np.nanmax(diff, initial=0.0) > 1e-6:
-                warnings.warn(f"{self.model}/{self.stage}/{self.task}: item means differ from the "
-                              f"table's value in {int((diff > 1e-6).sum())} cells (max {np.nanmax(diff):.3g}); "
-                              "using item means", stacklevel=3)
+                warnings.warn(
+                    f"{self.model}/{self.stage}/{self.task}: item means differ from the "
+                    f"table's value in {int((diff > 1e-6).sum())} cells (max {np.nanmax(diff):.3g}); "
+                    "using item means",
+                    stacklevel=3,
+                )
         else:
             self.y = cols["value"][rows]
             self.y2 = None
@@ -263,8 +328,12 @@ class _ScoreGroups:
             sizes.append(len(rows))
         mats = _item_matrices(items, cells, gcode, local, sizes) if items is not None else [None] * len(gkeys)
         cols = {c: cells[c].to_numpy(dtype=object) for c in ("run_id", "seed")}
-        cols.update({c: cells[c].to_numpy(dtype=float) for c in ("x", "u", "v", "ratio", "learning_rate", "batch_size",
-                                                               "value")})
+        cols.update(
+            {
+                c: cells[c].to_numpy(dtype=float)
+                for c in ("x", "u", "v", "ratio", "learning_rate", "batch_size", "value")
+            }
+        )
         self.tasks: dict[tuple, _Task] = {}
         for g, k in enumerate(gkeys):
             rows = idx.get(k, np.array([], dtype=int))
@@ -325,10 +394,11 @@ class _ScoreGroups:
             den = np.einsum("bd,cd->bc", cnt, valid.astype(float))
             with np.errstate(invalid="ignore", divide="ignore"):
                 t.Y = np.einsum("bd,cd->bc", cnt, m0) / den
-                t.Y2 = np.einsum("bd,cd->bc", cnt, m0 ** 2) / den
+                t.Y2 = np.einsum("bd,cd->bc", cnt, m0**2) / den
 
 
 # --------------------------------------------------------------------------- vectorised fits
+
 
 def _resample_counts(rng, n: int, B: int) -> np.ndarray:
     """B x n counts of each index in n draws with replacement (a multinomial, fast)."""
@@ -366,7 +436,7 @@ def _normaliser(kind: str, Y, Y2, W) -> np.ndarray:
         if kind == "cell_sd":
             ym = (W * Y).sum(1, keepdims=True) / sw[:, None]
             return np.sqrt((W * (Y - ym) ** 2).sum(1) / sw)
-        var = (Y * (1 - Y)) if Y2 is None else (Y2 - Y ** 2)
+        var = (Y * (1 - Y)) if Y2 is None else (Y2 - Y**2)
         return np.sqrt(np.clip((W * var).sum(1) / sw, 0, None))
 
 
@@ -402,8 +472,10 @@ def _ci(draws: np.ndarray, method: str = "linear") -> tuple[float, float]:
 
 # --------------------------------------------------------------------------- public API
 
-def task_slopes(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_boot: int = 1000,
-                seed: int = 0) -> pd.DataFrame:
+
+def task_slopes(
+    scores: pd.DataFrame, items: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
     """Per model x stage x task: how the primary score moves with log10(LR/BS).
 
     ``slope`` is the OLS slope of cell score on log10(ratio), fitted on all kept cells (every
@@ -426,11 +498,23 @@ def task_slopes(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_boot:
     scored = _ScoreGroups(scores, items, n_boot, seed)
     rows = []
     for key, t in scored.tasks.items():
-        row = {"model": t.model, "stage": t.stage, "task": t.task, "category": t.category,
-               "slope": math.nan, "slope_lo": math.nan, "slope_hi": math.nan,
-               "best_ratio": math.nan, "best_ratio_lo": math.nan, "best_ratio_hi": math.nan,
-               "n_cells": t.n_cells, "n_seeds": t.n_seeds, "n_items": t.n_items,
-               "n_excluded": t.n_excluded, "resampled": scored.resampled[key[:2]]}
+        row = {
+            "model": t.model,
+            "stage": t.stage,
+            "task": t.task,
+            "category": t.category,
+            "slope": math.nan,
+            "slope_lo": math.nan,
+            "slope_hi": math.nan,
+            "best_ratio": math.nan,
+            "best_ratio_lo": math.nan,
+            "best_ratio_hi": math.nan,
+            "n_cells": t.n_cells,
+            "n_seeds": t.n_seeds,
+            "n_items": t.n_items,
+            "n_excluded": t.n_excluded,
+            "resampled": scored.resampled[key[:2]],
+        }
         if t.n_cells:
             values, codes = np.unique(t.ratio, return_inverse=True)
             codes = codes.reshape(-1)
@@ -439,8 +523,9 @@ def task_slopes(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_boot:
             row["best_ratio"] = float(_best_ratio(codes, values, Y, W)[0])
             if t.W is not None:
                 row["slope_lo"], row["slope_hi"] = _ci(_wslope(t.x, t.Y, t.W))
-                row["best_ratio_lo"], row["best_ratio_hi"] = _ci(_best_ratio(codes, values, t.Y, t.W),
-                                                                 method="inverted_cdf")
+                row["best_ratio_lo"], row["best_ratio_hi"] = _ci(
+                    _best_ratio(codes, values, t.Y, t.W), method="inverted_cdf"
+                )
         rows.append(row)
     return pd.DataFrame(rows, columns=SLOPE_COLUMNS)
 
@@ -453,8 +538,14 @@ def _norm_slopes(t: _Task, normaliser: str, Y, Y2, W) -> np.ndarray:
     return out
 
 
-def split_statistic(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_boot: int = 1000,
-                    n_perm: int = 2000, seed: int = 0, normaliser: str = "item_sd") -> pd.DataFrame:
+def split_statistic(
+    scores: pd.DataFrame,
+    items: pd.DataFrame | None = None,
+    n_boot: int = 1000,
+    n_perm: int = 2000,
+    seed: int = 0,
+    normaliser: str = "item_sd",
+) -> pd.DataFrame:
     """Per model x stage: do reasoning tasks respond to the ratio differently from pattern tasks?
 
     Each task's slope (as in :func:`task_slopes`) is divided by a scale so tasks with
@@ -502,11 +593,23 @@ def split_statistic(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_b
     rows = []
     for ms, tkeys in scored.groups.items():
         tasks = [scored.tasks[k] for k in tkeys if scored.tasks[k].category in CATEGORIES]
-        row = {"model": ms[0], "stage": ms[1], "split": math.nan, "split_lo": math.nan,
-               "split_hi": math.nan, "p_value": math.nan, "n_perm": 0, "reasoning_mean": math.nan,
-               "pattern_mean": math.nan, "n_tasks": 0, "perm_exact": False, "p_min": math.nan,
-               "normaliser": normaliser, "n_excluded": int(sum(scored.tasks[k].n_excluded for k in tkeys)),
-               "resampled": scored.resampled[ms]}
+        row = {
+            "model": ms[0],
+            "stage": ms[1],
+            "split": math.nan,
+            "split_lo": math.nan,
+            "split_hi": math.nan,
+            "p_value": math.nan,
+            "n_perm": 0,
+            "reasoning_mean": math.nan,
+            "pattern_mean": math.nan,
+            "n_tasks": 0,
+            "perm_exact": False,
+            "p_min": math.nan,
+            "normaliser": normaliser,
+            "n_excluded": int(sum(scored.tasks[k].n_excluded for k in tkeys)),
+            "resampled": scored.resampled[ms],
+        }
         ns = np.array([_norm_slopes(t, normaliser, *t.point())[0] if t.n_cells else np.nan for t in tasks])
         use = np.isfinite(ns)
         tasks = [t for t, k in zip(tasks, use) if k]
@@ -546,10 +649,8 @@ def _permutation(ns: np.ndarray, is_r: np.ndarray, obs: float, n_perm: int, rng)
     stat = (lab * ns).sum(1) / R - (~lab * ns).sum(1) / (T - R)
     hits = int((np.abs(stat) >= abs(obs) - tol).sum())
     if exact:
-        return {"p_value": hits / n_lab, "n_perm": n_lab, "perm_exact": True,
-                "p_min": (2 if 2 * R == T else 1) / n_lab}
-    return {"p_value": (1 + hits) / (1 + n_perm), "n_perm": n_perm, "perm_exact": False,
-            "p_min": 1 / (1 + n_perm)}
+        return {"p_value": hits / n_lab, "n_perm": n_lab, "perm_exact": True, "p_min": (2 if 2 * R == T else 1) / n_lab}
+    return {"p_value": (1 + hits) / (1 + n_perm), "n_perm": n_perm, "perm_exact": False, "p_min": 1 / (1 + n_perm)}
 
 
 def _design_check(t: _Task, require_equal_ratio_pairs: bool) -> str | None:
@@ -558,29 +659,42 @@ def _design_check(t: _Task, require_equal_ratio_pairs: bool) -> str | None:
         return "no kept cells"
     ucode, vcode, xcode = _codes(t.lr), _codes(t.bs), _codes(t.ratio)
     if vcode.max() < 1:
-        return (f"only one batch size ({10 ** t.v[0]:g}): log BS is constant, so its effect b and "
-                "k = -b/a cannot be estimated")
+        return (
+            f"only one batch size ({10 ** t.v[0]:g}): log BS is constant, so its effect b and "
+            "k = -b/a cannot be estimated"
+        )
     if ucode.max() < 1:
-        return (f"only one learning rate ({10 ** t.u[0]:g}): log LR is constant, so its effect a "
-                "and k = -b/a cannot be estimated")
+        return (
+            f"only one learning rate ({10 ** t.u[0]:g}): log LR is constant, so its effect a "
+            "and k = -b/a cannot be estimated"
+        )
     pts = np.unique(np.stack([ucode, vcode], 1), axis=0)
     up = np.array([t.u[ucode == c][0] for c in pts[:, 0]])
     vp = np.array([t.v[vcode == c][0] for c in pts[:, 1]])
     D = np.stack([up - up.mean(), vp - vp.mean()], 1)
     D = D / np.linalg.norm(D, axis=0)
     if len(pts) < 3 or np.linalg.svd(D, compute_uv=False)[-1] < 1e-6:
-        return ("log LR and log BS are collinear across the grid (e.g. one ratio, or LR scaled "
-                "with BS in lock step): their effects cannot be separated")
+        return (
+            "log LR and log BS are collinear across the grid (e.g. one ratio, or LR scaled "
+            "with BS in lock step): their effects cannot be separated"
+        )
     if require_equal_ratio_pairs:
         pairs = pd.DataFrame({"x": xcode, "u": ucode}).drop_duplicates().groupby("x").size()
         if not (pairs > 1).any():
-            return ("no two cells share a ratio with different (LR, BS): whether the ratio alone "
-                    "matters would rest entirely on the linear model, not on the data")
+            return (
+                "no two cells share a ratio with different (LR, BS): whether the ratio alone "
+                "matters would rest entirely on the linear model, not on the data"
+            )
     return None
 
 
-def ratio_invariance(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_boot: int = 1000,
-                     seed: int = 0, require_equal_ratio_pairs: bool = True) -> pd.DataFrame:
+def ratio_invariance(
+    scores: pd.DataFrame,
+    items: pd.DataFrame | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    require_equal_ratio_pairs: bool = True,
+) -> pd.DataFrame:
     """Per model x stage x task: does the score depend on LR/BS (k = 1) or on LR/sqrt(BS) (k = 0.5)?
 
     Fits ``score ~ c + a*log10(LR) + b*log10(BS)`` by OLS on all kept cells and reports
@@ -615,12 +729,26 @@ def ratio_invariance(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_
     scored = _ScoreGroups(scores, items, n_boot, seed)
     rows = []
     for key, t in scored.tasks.items():
-        row = {"model": t.model, "stage": t.stage, "task": t.task, "category": t.category,
-               "a": math.nan, "b": math.nan, "k": math.nan, "k_lo": math.nan, "k_hi": math.nan,
-               "rss_ratio": math.nan, "rss_sqrt": math.nan, "rss_free": math.nan,
-               "verdict": "not estimable", "reason": "", "n_cells": t.n_cells,
-               "n_batch_sizes": len(np.unique(t.bs)),
-               "n_excluded": t.n_excluded, "resampled": scored.resampled[key[:2]]}
+        row = {
+            "model": t.model,
+            "stage": t.stage,
+            "task": t.task,
+            "category": t.category,
+            "a": math.nan,
+            "b": math.nan,
+            "k": math.nan,
+            "k_lo": math.nan,
+            "k_hi": math.nan,
+            "rss_ratio": math.nan,
+            "rss_sqrt": math.nan,
+            "rss_free": math.nan,
+            "verdict": "not estimable",
+            "reason": "",
+            "n_cells": t.n_cells,
+            "n_batch_sizes": len(np.unique(t.bs)),
+            "n_excluded": t.n_excluded,
+            "resampled": scored.resampled[key[:2]],
+        }
         why = _design_check(t, require_equal_ratio_pairs)
         if why is not None:
             row["reason"] = why
@@ -631,8 +759,14 @@ def ratio_invariance(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_
         k = -b / a if a != 0 else math.nan
         X = np.stack([np.ones_like(t.u), t.u, t.v], 1)
         coef, *_ = np.linalg.lstsq(X, t.y, rcond=None)
-        row.update(a=a, b=b, k=k, rss_ratio=_rss_line(t.u - t.v, t.y), rss_sqrt=_rss_line(t.u - 0.5 * t.v, t.y),
-                   rss_free=float(((t.y - X @ coef) ** 2).sum()))
+        row.update(
+            a=a,
+            b=b,
+            k=k,
+            rss_ratio=_rss_line(t.u - t.v, t.y),
+            rss_sqrt=_rss_line(t.u - 0.5 * t.v, t.y),
+            rss_free=float(((t.y - X @ coef) ** 2).sum()),
+        )
         if t.W is not None:
             ab, bb = _wls2(t.u, t.v, t.Y, t.W)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -645,8 +779,12 @@ def ratio_invariance(scores: pd.DataFrame, items: pd.DataFrame | None = None, n_
             row["reason"] = f"no bootstrap interval ({row['resampled']} resampled); smaller RSS: {better}"
         else:
             r1, r5 = lo <= 1 <= hi, lo <= 0.5 <= hi
-            row["verdict"] = {(True, True): "undecided", (True, False): "ratio",
-                              (False, True): "sqrt", (False, False): "neither"}[(r1, r5)]
+            row["verdict"] = {
+                (True, True): "undecided",
+                (True, False): "ratio",
+                (False, True): "sqrt",
+                (False, False): "neither",
+            }[(r1, r5)]
             row["reason"] = f"95% interval for k [{lo:.3g}, {hi:.3g}]; smaller RSS: {better}"
         rows.append(row)
     return pd.DataFrame(rows, columns=INVARIANCE_COLUMNS)

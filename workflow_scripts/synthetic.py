@@ -36,8 +36,28 @@ from .io import read_jsonl, write_jsonl
 
 NAMES = ["tom", "ann", "bob", "eve", "sam", "kim", "lee", "max", "zoe", "ada"]
 ITEMS = ["apples", "coins", "books", "cards", "pens", "shells", "stamps", "eggs"]
-WORDS = ["cat", "dog", "sun", "tree", "fish", "bird", "moon", "rock", "star", "leaf",
-         "rain", "snow", "fire", "wind", "lake", "hill", "rose", "bell", "ship", "road"]
+WORDS = [
+    "cat",
+    "dog",
+    "sun",
+    "tree",
+    "fish",
+    "bird",
+    "moon",
+    "rock",
+    "star",
+    "leaf",
+    "rain",
+    "snow",
+    "fire",
+    "wind",
+    "lake",
+    "hill",
+    "rose",
+    "bell",
+    "ship",
+    "road",
+]
 COLORS = ["red", "blue", "green", "gold", "pink", "gray", "black", "white"]
 CASES = {"upper": str.upper, "lower": str.lower, "title": str.title}
 MAX_NUMBER = 199  # numbers 0..MAX_NUMBER are single tokens
@@ -86,10 +106,10 @@ def _sequence(rng: random.Random, i: int) -> dict:
         seq = [start + k * step for k in range(shown + 2)]
         ctx, nxt = seq[:shown], seq[shown:]
         wrong = [
-            [nxt[0], nxt[1] + step],                 # right start, wrong step
-            [nxt[0] + step, nxt[1] + step],          # skips one
-            [ctx[-1], ctx[-2]],                       # goes back
-            [nxt[0] + 1, nxt[1] + 1],                # off by one
+            [nxt[0], nxt[1] + step],  # right start, wrong step
+            [nxt[0] + step, nxt[1] + step],  # skips one
+            [ctx[-1], ctx[-2]],  # goes back
+            [nxt[0] + 1, nxt[1] + 1],  # off by one
             [nxt[0] - 1, nxt[1]],
         ]
         wrong = [w for w in wrong if all(0 <= x <= MAX_NUMBER for x in w) and w != nxt]
@@ -145,8 +165,12 @@ def _choose(rng: random.Random, i: int) -> dict:
     a, b = rng.sample(range(0, 100), 2)
     which = rng.choice(["larger", "smaller"])
     correct = max(a, b) if which == "larger" else min(a, b)
-    return {"goal": f"which number is {which} : {a} {b} ?", "sol1": str(a), "sol2": str(b),
-            "label": 0 if correct == a else 1}
+    return {
+        "goal": f"which number is {which} : {a} {b} ?",
+        "sol1": str(a),
+        "sol2": str(b),
+        "label": 0 if correct == a else 1,
+    }
 
 
 GENERATORS: dict[str, Callable[[random.Random, int], dict]] = {
@@ -181,7 +205,7 @@ def check_format(doc: dict, response: str) -> bool:
             want = [CASES[kw["case"]](w) for w in kw["words"]]
         else:
             raise ValueError(f"unknown instruction {inst!r}")
-        if tokens[pos:pos + len(want)] != want:
+        if tokens[pos : pos + len(want)] != want:
             return False
         pos += len(want)
     return pos == len(tokens)
@@ -238,10 +262,12 @@ def rejected_of(generator: str, doc: dict, rng: random.Random) -> str:
 def preference_pairs(generator: str, docs: Iterable[dict], rng: random.Random) -> list[dict]:
     """DPO rows in TRL's explicit-prompt conversational form: prompt, chosen, rejected."""
     return [
-        {"prompt": [{"role": "user", "content": prompt_of(generator, d)}],
-         "chosen": [{"role": "assistant", "content": target_of(generator, d)}],
-         "rejected": [{"role": "assistant", "content": rejected_of(generator, d, rng)}],
-         "source": generator}
+        {
+            "prompt": [{"role": "user", "content": prompt_of(generator, d)}],
+            "chosen": [{"role": "assistant", "content": target_of(generator, d)}],
+            "rejected": [{"role": "assistant", "content": rejected_of(generator, d, rng)}],
+            "source": generator,
+        }
         for d in docs
     ]
 
@@ -264,10 +290,13 @@ def generate_splits(generator: str, seed: int, n_train: int, n_test: int) -> dic
 
 def sft_messages(generator: str, docs: Iterable[dict]) -> list[dict]:
     return [
-        {"messages": [
-            {"role": "user", "content": prompt_of(generator, d)},
-            {"role": "assistant", "content": target_of(generator, d)},
-        ], "source": generator}
+        {
+            "messages": [
+                {"role": "user", "content": prompt_of(generator, d)},
+                {"role": "assistant", "content": target_of(generator, d)},
+            ],
+            "source": generator,
+        }
         for d in docs
     ]
 

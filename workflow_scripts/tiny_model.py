@@ -46,7 +46,9 @@ def build_tokenizer(texts: Iterable[str], max_length: int):
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        pad_token=SPECIAL["pad"], unk_token=SPECIAL["unk"], eos_token=SPECIAL["eos"],
+        pad_token=SPECIAL["pad"],
+        unk_token=SPECIAL["unk"],
+        eos_token=SPECIAL["eos"],
         additional_special_tokens=[SPECIAL["user"], SPECIAL["assistant"]],
         model_max_length=max_length,
     )
@@ -54,8 +56,17 @@ def build_tokenizer(texts: Iterable[str], max_length: int):
     return fast
 
 
-def build_tiny_llama(tokenizer, *, hidden_size=128, intermediate_size=512, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=None, max_position_embeddings=128, seed=0):
+def build_tiny_llama(
+    tokenizer,
+    *,
+    hidden_size=128,
+    intermediate_size=512,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=None,
+    max_position_embeddings=128,
+    seed=0,
+):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 

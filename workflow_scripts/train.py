@@ -33,8 +33,12 @@ def choose_precision() -> dict:
     import torch
 
     if torch.cuda.is_available():
-        return {"use_cpu": False, "bf16": bool(torch.cuda.is_bf16_supported()), "fp16": False,
-                "device": torch.cuda.get_device_name(0)}
+        return {
+            "use_cpu": False,
+            "bf16": bool(torch.cuda.is_bf16_supported()),
+            "fp16": False,
+            "device": torch.cuda.get_device_name(0),
+        }
     return {"use_cpu": True, "bf16": False, "fp16": False, "device": "cpu"}
 
 
@@ -47,8 +51,14 @@ def attention_implementation(precision: dict) -> str:
 
 def job_environment() -> dict:
     """Where the job ran: host, SLURM job and the GPUs it was given."""
-    keys = ("SLURM_JOB_ID", "SLURM_JOB_PARTITION", "SLURM_ARRAY_TASK_ID", "CUDA_VISIBLE_DEVICES",
-            "LOCAL_RANK", "WORLD_SIZE")
+    keys = (
+        "SLURM_JOB_ID",
+        "SLURM_JOB_PARTITION",
+        "SLURM_ARRAY_TASK_ID",
+        "CUDA_VISIBLE_DEVICES",
+        "LOCAL_RANK",
+        "WORLD_SIZE",
+    )
     return {"hostname": socket.gethostname(), **{k: os.environ.get(k) for k in keys}}
 
 
@@ -63,7 +73,8 @@ def as_prompt_completion(row: dict) -> dict:
         raise ValueError(
             "a training row has several assistant turns, and this chat template has no {% generation %} "
             "markers, so only the last one could be trained. Set models[].chat_template: chatml (or a Jinja "
-            "template with generation markers) so that assistant_only_loss trains every assistant turn.")
+            "template with generation markers) so that assistant_only_loss trains every assistant turn."
+        )
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
@@ -79,13 +90,17 @@ def check_parent(base_model: str | Path, spec: dict) -> None:
         raise RuntimeError(
             f"DPO cell {spec['run_id']} refuses its parent SFT cell {parent}: the parent's run.json status is "
             f"{status!r} ({run_json}), not 'ok'. Name a parent cell that trained to the end in "
-            f"stages.{spec['stage']}.parent.")
+            f"stages.{spec['stage']}.parent."
+        )
 
 
 def last_checkpoint(trainer_dir: Path) -> Path | None:
     """The newest complete checkpoint-N folder (Trainer writes trainer_state.json last)."""
-    found = [p for p in Path(trainer_dir).glob("checkpoint-*")
-             if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    found = [
+        p
+        for p in Path(trainer_dir).glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()
+    ]
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
@@ -109,23 +124,31 @@ def sft_config_kwargs(spec: dict, output_dir: str, precision: dict) -> dict:
     for key in CHECKPOINTING_KEYS:  # decided by launch.memory_plan
         recipe.pop(key, None)
     kw.update(recipe)
-    kw.update({
-        "output_dir": output_dir,
-        "learning_rate": spec["learning_rate"],
-        "per_device_train_batch_size": spec["per_device_train_batch_size"],
-        "gradient_accumulation_steps": spec["gradient_accumulation_steps"],
-        "seed": spec["seed"],
-        "data_seed": spec["seed"],
-        "use_cpu": precision["use_cpu"],
-        "bf16": precision["bf16"],
-        "fp16": precision["fp16"],
-    })
+    kw.update(
+        {
+            "output_dir": output_dir,
+            "learning_rate": spec["learning_rate"],
+            "per_device_train_batch_size": spec["per_device_train_batch_size"],
+            "gradient_accumulation_steps": spec["gradient_accumulation_steps"],
+            "seed": spec["seed"],
+            "data_seed": spec["seed"],
+            "use_cpu": precision["use_cpu"],
+            "bf16": precision["bf16"],
+            "fp16": precision["fp16"],
+        }
+    )
     if spec.get("max_steps"):
         kw["max_steps"] = spec["max_steps"]
     ckpt = spec.get("checkpoint") or {}
     if ckpt.get("every_steps"):  # resumable: a killed or preempted job continues from the last one
-        kw.update({"save_strategy": "steps", "save_steps": ckpt["every_steps"],
-                   "save_total_limit": ckpt.get("keep", 2), "save_only_model": False})
+        kw.update(
+            {
+                "save_strategy": "steps",
+                "save_steps": ckpt["every_steps"],
+                "save_total_limit": ckpt.get("keep", 2),
+                "save_only_model": False,
+            }
+        )
     return kw
 
 
@@ -137,17 +160,36 @@ def make_trainer(kind: str, model, tokenizer, rows: list[dict], kwargs: dict, ca
 
     dataset = Dataset.from_list(rows)
     if kind == "sft":
-        return SFTTrainer(model=model, args=SFTConfig(**kwargs), train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=callbacks)
+        return SFTTrainer(
+            model=model,
+            args=SFTConfig(**kwargs),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
     if kind == "dpo":
-        return DPOTrainer(model=model, ref_model=None, args=DPOConfig(**kwargs), train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=callbacks)
+        return DPOTrainer(
+            model=model,
+            ref_model=None,
+            args=DPOConfig(**kwargs),
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
     raise ValueError(f"unknown stage kind {kind!r}")
 
 
-def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path, *, threads: int = 1,
-               data_source: str | Path | None = None, prefetched: str | Path | None = None,
-               memory: dict | None = None) -> dict:
+def train_cell(
+    spec: dict,
+    base_model: str,
+    train_file: str,
+    out_dir: str | Path,
+    *,
+    threads: int = 1,
+    data_source: str | Path | None = None,
+    prefetched: str | Path | None = None,
+    memory: dict | None = None,
+) -> dict:
     """Train ``base_model`` on ``train_file`` with the cell's settings.
 
     ``train_file`` is JSONL of chat ``messages`` (SFT) or ``prompt``/``chosen``/``rejected``
@@ -165,7 +207,6 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
 
-
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.time()
     torch.set_num_threads(threads)
@@ -180,42 +221,61 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
     model = AutoModelForCausalLM.from_pretrained(load_from, dtype=torch.float32, attn_implementation=attention)
     # the template the cell trains with, saved with its tokenizer (so evaluation uses it too),
     # and the end of a turn as EOS of tokenizer and generation config
-    template = chat_template.apply(tokenizer, model, chat_template.from_spec(spec.get("chat_template")),
-                                   key=f"models[].chat_template (model {spec.get('model')!r})")
-    print(f"[train] chat template {template['chat_template']} (sha256 {template['sha256'][:12]}), "
-          f"EOS {template['eos_token']!r}", flush=True)
+    template = chat_template.apply(
+        tokenizer,
+        model,
+        chat_template.from_spec(spec.get("chat_template")),
+        key=f"models[].chat_template (model {spec.get('model')!r})",
+    )
+    print(
+        f"[train] chat template {template['chat_template']} (sha256 {template['sha256'][:12]}), "
+        f"EOS {template['eos_token']!r}",
+        flush=True,
+    )
     rows = read_jsonl(train_file)
     kwargs = sft_config_kwargs(spec, str(out_dir / "trainer"), precision)
     if memory is None:
         memory = memory_plan(spec, load_from, None if precision["use_cpu"] else free_gpu_bytes())
     kwargs["activation_checkpointing"] = memory["enabled"]
-    print(f"[train] activation checkpointing {'on' if memory['enabled'] else 'off'}: {memory['reason']}"
-          + (f" (~{memory['estimate_gib']} GiB of {memory['budget_gib']} GiB)" if "budget_gib" in memory else ""),
-          flush=True)
+    print(
+        f"[train] activation checkpointing {'on' if memory['enabled'] else 'off'}: {memory['reason']}"
+        + (f" (~{memory['estimate_gib']} GiB of {memory['budget_gib']} GiB)" if "budget_gib" in memory else ""),
+        flush=True,
+    )
     if kind == "sft" and kwargs.get("assistant_only_loss") and "{% generation" not in (tokenizer.chat_template or ""):
         # e.g. SmolLM2's template: no {% generation %} tags, so TRL cannot mask the prompt;
         # the same loss is TRL's completion-only loss on prompt/completion conversations
         rows = [as_prompt_completion(r) for r in rows]
         kwargs["assistant_only_loss"] = False
         kwargs["completion_only_loss"] = True
-        print("[train] chat template has no generation tags: training on prompt/completion pairs "
-              "with completion-only loss (same tokens as assistant-only loss)", flush=True)
+        print(
+            "[train] chat template has no generation tags: training on prompt/completion pairs "
+            "with completion-only loss (same tokens as assistant-only loss)",
+            flush=True,
+        )
     divergence = divergence_callback(spec["divergence"]["max_loss_factor"])
-    trainer = make_trainer(kind, model, tokenizer, rows, kwargs,
-                           [progress_callback(), divergence, checkpoint_fault_callback()])
+    trainer = make_trainer(
+        kind, model, tokenizer, rows, kwargs, [progress_callback(), divergence, checkpoint_fault_callback()]
+    )
     trainer.remove_callback(PrinterCallback)  # replaced by the progress line
     args = trainer.args
     world = max(1, args.world_size)
-    print(f"[train] {spec['run_id']}: lr={spec['learning_rate']:g} effective_bs={spec['effective_batch_size']} "
-          f"(micro {args.per_device_train_batch_size} x accum {args.gradient_accumulation_steps} x {world} proc) "
-          f"steps={args.max_steps} device={precision['device']} bf16={precision['bf16']}", flush=True)
+    print(
+        f"[train] {spec['run_id']}: lr={spec['learning_rate']:g} effective_bs={spec['effective_batch_size']} "
+        f"(micro {args.per_device_train_batch_size} x accum {args.gradient_accumulation_steps} x {world} proc) "
+        f"steps={args.max_steps} device={precision['device']} bf16={precision['bf16']}",
+        flush=True,
+    )
     effective = args.per_device_train_batch_size * args.gradient_accumulation_steps * world
     if effective != spec["effective_batch_size"]:  # e.g. launched on more processes than planned
         raise RuntimeError(f"effective batch size {effective} != requested {spec['effective_batch_size']}")
     resume = last_checkpoint(out_dir / "trainer") if kwargs.get("save_strategy") == "steps" else None
     if resume:
-        print(f"[train] resuming from {resume} (step {resume.name.split('-')[-1]}): "
-              "weights, optimizer, scheduler, RNG and data position restored", flush=True)
+        print(
+            f"[train] resuming from {resume} (step {resume.name.split('-')[-1]}): "
+            "weights, optimizer, scheduler, RNG and data position restored",
+            flush=True,
+        )
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     steps = trainer.state.global_step
     # weights go to a hidden folder first and are renamed into place: a job killed while
@@ -243,9 +303,13 @@ def train_cell(spec: dict, base_model: str, train_file: str, out_dir: str | Path
         "train_file_sha256": sha256_file(train_file),
         "train_rows": len(rows),
         "data_source": json.loads(Path(data_source).read_text()) if data_source else None,
-        "loss_on": "preference pairs" if kind == "dpo" else (
-            "completion" if kwargs.get("completion_only_loss") else (
-                "assistant turns" if kwargs.get("assistant_only_loss") else "all tokens")),
+        "loss_on": "preference pairs"
+        if kind == "dpo"
+        else (
+            "completion"
+            if kwargs.get("completion_only_loss")
+            else ("assistant turns" if kwargs.get("assistant_only_loss") else "all tokens")
+        ),
         "optimizer_steps": steps,
         "resumed_from_step": int(resume.name.split("-")[-1]) if resume else None,
         "examples_seen": steps * effective,

@@ -8,5 +8,12 @@ from workflow_scripts.prompt_fit import check_prompts  # noqa: E402
 
 with logged(snakemake, offline=True):  # noqa: F821
     i, p = snakemake.input, snakemake.params  # noqa: F821
-    check_prompts(p.model, p.tasks, p.benchmark_dirs, p.evaluation, snakemake.output[0],  # noqa: F821
-                  model_dir=(list(i.base) or [None])[0], prefetched=(list(i.prefetch) or [None])[0])
+    check_prompts(
+        p.model,
+        p.tasks,
+        p.benchmark_dirs,
+        p.evaluation,
+        snakemake.output[0],  # noqa: F821
+        model_dir=(list(i.base) or [None])[0],
+        prefetched=(list(i.prefetch) or [None])[0],
+    )
