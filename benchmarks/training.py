@@ -156,7 +156,7 @@ def write_rows(path: Path, n: int, seq: int) -> None:
 
 
 def cell_spec(base: Path, opts: dict) -> dict:
-    """The spec exactly as the pipeline builds it (Study.training_spec) for a one-cell study."""
+    """The spec exactly as the pipeline builds it (spec.training_spec) for a one-cell study."""
     from workflow_scripts.config import load_study
 
     # no activation checkpointing, like the plain loop (the pipeline's automatic choice is
@@ -252,7 +252,7 @@ def measure_plain(opts: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from workflow_scripts.train import choose_precision
+    from workflow_scripts.trl_config import choose_precision
 
     torch.set_num_threads(opts["threads"])
     if opts["liger"]:

@@ -170,7 +170,7 @@ def test_multi_turn_mask_is_exactly_the_assistant_turns(base_dir):
 
     from workflow_scripts import chat_template
     from workflow_scripts.data import hub_rows, load_hub_dataset
-    from workflow_scripts.train import make_trainer, sft_config_kwargs
+    from workflow_scripts.trl_config import make_trainer, sft_config_kwargs
 
     dataset = {"source": "hub", "id": str(FIXTURES / "tulu-3-sft-mixture"), "split": "train", "revision": None}
     rows = hub_rows(load_hub_dataset(dataset), dataset, seed=0, kind="sft")

@@ -65,10 +65,10 @@ def test_shipped_studies_compute_what_they_computed():
 
 
 def test_an_added_spec_key_is_caught(monkeypatch):
-    from workflow_scripts.config import Study
+    from workflow_scripts import spec
 
-    original = Study.training_spec
-    monkeypatch.setattr(Study, "training_spec", lambda self, cell: {**original(self, cell), "new_key": 1})
+    original = spec.training_spec  # the one owner of the spec (Study.training_spec calls it)
+    monkeypatch.setattr(spec, "training_spec", lambda study, cell: {**original(study, cell), "new_key": 1})
     diff = differences(json.loads(GOLDEN.read_text()), current())
     assert "added studies/demo.yaml.train.tiny-llama/sft/r1e-04_bs8_s0.new_key" in diff
     assert len(diff) == sum(len(v["train"]) for v in json.loads(GOLDEN.read_text()).values())

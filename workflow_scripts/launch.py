@@ -33,7 +33,7 @@ def command(job_file: Path, gpus: int, cpu: bool) -> list[str]:
     """The command that trains the cell in ``job_file``: plain python, or accelerate (DDP)."""
     if gpus <= 1:
         return [sys.executable, "-m", "workflow_scripts.launch", str(job_file)]
-    # one process per GPU (DDP); accumulation was derived for N processes (Study.training_spec)
+    # one process per GPU (DDP); accumulation was derived for N processes (spec.training_spec)
     port = str(_free_port())
     if cpu:  # no GPU (the tests): the same DDP processes over gloo, started by torchrun, which
         # accelerate launch itself uses for --multi_gpu (its --cpu starts a single process)

@@ -16,8 +16,8 @@ import typing
 
 from .memory import CHECKPOINTING_KEYS
 
-# Recipe keys that are not TRL arguments: train.sft_config_kwargs pops them before building
-# the config (a model-loading option, and the keys launch.memory_plan decides from).
+# Recipe keys that are not TRL arguments: trl_config.sft_config_kwargs pops them before building
+# the config (a model-loading option, and the keys memory.memory_plan decides from).
 PIPELINE_KEYS = ("attn_implementation", *CHECKPOINTING_KEYS)
 
 

@@ -63,7 +63,7 @@ def combinations(where: str, kind: str, recipe: dict, args) -> None:
     """What TRL 1.16 / transformers 5 refuse only in the trainer's ``__init__`` or at the first
     step, decided by the recipe alone in this pipeline: its training rows are chat
     ``messages`` (SFT) or ``prompt``/``chosen``/``rejected`` (DPO), text only, no eval set,
-    no PEFT, collator or formatting function, activation checkpointing from launch.memory_plan.
+    no PEFT, collator or formatting function, activation checkpointing from memory.memory_plan.
     ``args`` is the built config (its defaults count too)."""
     if args.eval_strategy != "no":
         raise RecipeError(

@@ -1,7 +1,7 @@
 """A stage's TRL recipe, checked when the config is read instead of in a GPU job.
 
 ``stages.<stage>.recipe`` is passed to ``trl.SFTConfig`` (an ``sft`` stage) or
-``trl.DPOConfig`` (a ``dpo`` stage) by ``train.sft_config_kwargs``. Without this check a typo
+``trl.DPOConfig`` (a ``dpo`` stage) by ``trl_config.sft_config_kwargs``. Without this check a typo
 (``warmup_stepz``), an option of the other trainer (``max_seq_length`` in a DPO recipe) or a
 bad value (``lr_scheduler_type: cosinus``) passes the config check and fails inside a
 SLURM job, which is then retried. :func:`check_recipe` refuses them before any job:
@@ -11,7 +11,7 @@ SLURM job, which is then retried. :func:`check_recipe` refuses them before any j
 2. values of a plain type (bool, int, float, str, dict, list) have it, and values with a
    fixed set of choices are one of them (1 and 2: :mod:`workflow_scripts.recipe_fields`);
 3. the config object is built, with the recipe and the values the pipeline sets per cell
-   (``train.sft_config_kwargs``, on the CPU, placeholders for the grid's numbers), so
+   (``trl_config.sft_config_kwargs``, on the CPU, placeholders for the grid's numbers), so
    ``__post_init__`` checks the values (scheduler, optimizer, strategies, ...);
 4. combinations that TRL or transformers refuse only later, in the trainer's ``__init__`` or
    at the first step, and that the recipe alone decides, are refused with TRL's reason; so
@@ -115,7 +115,7 @@ def _check(stage_name: str, kind: str, recipe: dict, stage: dict) -> bool:
 def _pipeline_kwargs(stage: dict, recipe: dict, output_dir: str) -> dict:
     """What train.train_cell passes to the TRL config for a cell of this stage, on the CPU,
     with placeholders for the grid's numbers."""
-    from .train import sft_config_kwargs
+    from .trl_config import sft_config_kwargs
 
     spec = {
         "recipe": recipe,
@@ -125,7 +125,7 @@ def _pipeline_kwargs(stage: dict, recipe: dict, output_dir: str) -> dict:
     }
     kwargs = sft_config_kwargs(spec, output_dir, CPU)
     forced = [recipe[k] for k in CHECKPOINTING_KEYS if k in recipe]
-    kwargs["activation_checkpointing"] = bool(forced[0]) if forced else False  # launch.memory_plan's choice
+    kwargs["activation_checkpointing"] = bool(forced[0]) if forced else False  # memory.memory_plan's choice
     return kwargs
 
 
