@@ -111,30 +111,34 @@ def get_sample_dirs(wildcards):
     return inputs.sample_dirs(STUDY)
 
 
-def model_resource(job, key):
-    """A model's SLURM resource for a job kind: a constant when every model asks the same
-    (Snakemake evaluates a function once per job, which is most of a 1,000-cell dry run)."""
-    values = {STUDY.resources(m, job)[key] for m in STUDY.models}
+def cluster_resources(job, gpu, cells=1):
+    """What a train or evaluate job asks SLURM for (sbatch --gpus=[MODEL:]N --cpus-per-gpu --mem
+    -t), per model from the study config (a 1.7B cell needs more than a 135M one), for a job
+    of ``cells`` cells (a pack: host memory and CPUs for K processes on one GPU). mem_mb grows
+    with the attempt of a retried job (a job killed for memory gets more); runtime does not: a
+    retried cell resumes from its last checkpoint, and a partition refuses a time limit over
+    its maximum. Each value is a constant when every model asks the same: Snakemake calls a
+    function once per job, which is most of a 1,000-cell dry run."""
+    out = {
+        "mem_mb": model_resource(job, "mem_mb", cells, per_attempt=True),
+        "runtime": model_resource(job, "runtime"),
+        "gpu": gpu,
+        "cpus_per_gpu": model_resource(job, "cpus_per_gpu", cells),
+    }
+    if any(STUDY.resources(m, job)["gpu_model"] for m in STUDY.models):  # else not even a constant
+        out["gpu_model"] = model_resource(job, "gpu_model")
+    return out
+
+
+def model_resource(job, key, factor=1, per_attempt=False):
+    """One model's resource ``key`` for a job kind, times ``factor`` (and the attempt)."""
+    values = {STUDY.resources(m, job)[key] * factor for m in STUDY.models}
     if len(values) == 1:
-        return values.pop()
-    return lambda w: STUDY.resources(w.model, job)[key]
-
-
-def gpu_model_resource(job):
-    """{"gpu_model": ...} when some model names one (sbatch --gpus=MODEL:N), else nothing:
-    every resource costs Snakemake a function call per job, even an empty one."""
-    if not any(STUDY.resources(m, job)["gpu_model"] for m in STUDY.models):
-        return {}
-    return {"gpu_model": model_resource(job, "gpu_model")}
-
-
-def model_resource_x_attempt(job, key, factor=1):
-    """mem_mb / runtime: grows with the attempt of a retried job."""
-    values = {STUDY.resources(m, job)[key] for m in STUDY.models}
-    if len(values) == 1:
-        value = values.pop() * factor
-        return lambda w, attempt: value * attempt
-    return lambda w, attempt: STUDY.resources(w.model, job)[key] * factor * attempt
+        value = values.pop()
+        return (lambda w, attempt: value * attempt) if per_attempt else value
+    if per_attempt:
+        return lambda w, attempt: STUDY.resources(w.model, job)[key] * factor * attempt
+    return lambda w: STUDY.resources(w.model, job)[key] * factor
 
 
 def train_gpus():

@@ -24,11 +24,7 @@ rule evaluate:
         "../envs/eval.yaml"
     threads: THREADS
     resources:
-        **gpu_model_resource("evaluate"),
-        mem_mb=model_resource_x_attempt("evaluate", "mem_mb"),
-        runtime=model_resource_x_attempt("evaluate", "runtime"),
-        gpu=1,
-        cpus_per_gpu=model_resource("evaluate", "cpus_per_gpu"),
+        **cluster_resources("evaluate", gpu=1),
     params:
         tasks=STUDY.tasks,
         test_files=TEST_FILES,

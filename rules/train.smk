@@ -21,13 +21,7 @@ rule train:
         "../envs/train.yaml"
     threads: THREADS
     resources:
-        **gpu_model_resource("train"),
-        # per model size from the study config; a job that failed for memory or time is
-        # retried with more. On SLURM: sbatch --gpus=[MODEL:]N --cpus-per-gpu --mem -t
-        mem_mb=model_resource_x_attempt("train", "mem_mb"),
-        runtime=model_resource_x_attempt("train", "runtime"),
-        gpu=train_gpus(),
-        cpus_per_gpu=model_resource("train", "cpus_per_gpu"),
+        **cluster_resources("train", gpu=train_gpus()),
     # two params, as before: Snakemake reruns a job whose recorded params differ, so their
     # shape stays what already-trained cells recorded
     params:
@@ -66,12 +60,8 @@ for _stage in STUDY.packed_stages():
                 "../envs/train.yaml"
             threads: THREADS * len(_slots)
             resources:
-                **gpu_model_resource("train"),
-                # one GPU for the pack; host memory for K processes
-                mem_mb=model_resource_x_attempt("train", "mem_mb", factor=len(_slots)),
-                runtime=model_resource_x_attempt("train", "runtime"),
-                gpu=1,
-                cpus_per_gpu=lambda w, k=len(_slots): STUDY.resources(w.model, "train")["cpus_per_gpu"] * k,
+                # one GPU for the pack; host memory and CPUs for K processes
+                **cluster_resources("train", gpu=1, cells=len(_slots)),
             params:
                 jobs=lambda w, s=_slots: get_pack_jobs(w, s),
             script:
