@@ -2,11 +2,13 @@
 and a no-op rerun of the finished demo study.
 
     python benchmarks/orchestration.py            # prints a Markdown table
+    python benchmarks/orchestration.py 1000       # one grid size only
 
 Each grid is the demo study with more ratios and seeds (4 tasks, so a 1,000-cell grid is
 about 2,000 training + evaluation jobs). Times are wall seconds and child CPU seconds of one
-`snakemake -n` process, best of 3; each grid's dry runs alternate with those of a bare
-Snakefile of the same jobs (Snakemake's own floor).
+`snakemake -n` process, best of 3; each grid's dry runs alternate with those of two
+Snakefiles of shell rules (Snakemake's own floor): ``FLOOR``, the same jobs reading and
+writing the same files, and ``BARE``, the same number of train and evaluate jobs only.
 """
 
 from __future__ import annotations
@@ -98,6 +100,32 @@ rule plots:
     shell: "touch {{output}}"
 """
 
+# The floor for rules of this workflow's kind: FLOOR's jobs and files, with the directives the
+# workflow's rules carry (script, log, benchmark, conda, threads, resources, params), all
+# constants. What the workflow costs beyond it is its own code: input and params functions,
+# resource functions, the study's loading and checks.
+DIRECTIVES = """\
+    log: "logs/{rule}/{{model}}_{{stage}}_{{cell}}.log"
+    benchmark: "timings/{rule}/{{model}}_{{stage}}_{{cell}}.tsv"
+    conda: "env.yaml"
+    threads: 1
+    resources: mem_mb=16000, runtime=240, gpu=1, cpus_per_gpu=4
+    params: spec={{"recipe": {{"lr_scheduler_type": "cosine"}}}}, base="models/m/base"
+    script: "entry.py"
+"""
+
+
+def floor_with_directives(cells: int, workdir: Path) -> str:
+    """FLOOR, with every train and evaluate rule carrying the workflow's kinds of directives."""
+    (workdir / "entry.py").write_text("")
+    (workdir / "env.yaml").write_text("dependencies: [python]\n")
+    text = bare_snakefile(cells, FLOOR)
+    for rule in ("train", "evaluate"):
+        head = f"rule {rule}:\n"
+        body, rest = text.split(head, 1)[1].split('    shell: "touch {output}"\n', 1)
+        text = text.split(head, 1)[0] + head + body + DIRECTIVES.format(rule=rule) + rest
+    return text
+
 
 def bare_snakefile(cells: int, template: str = BARE) -> str:
     """Snakemake's own floor: the same train + evaluate job count (``BARE``: and nothing
@@ -119,40 +147,39 @@ def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
     return wall, cpu, proc.stdout + proc.stderr
 
 
+def dry_run(snakefile: Path, workdir: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "-s", str(snakefile), "-d", workdir, *extra, "-n", "--quiet", "rules"]
+
+
 def main() -> None:
+    sizes = [int(a) for a in sys.argv[1:]] or [10, 100, 1000]
     rows = []
-    for cells in (10, 100, 1000):
+    for cells in sizes:
         with tempfile.TemporaryDirectory() as d:
             cfg_path = Path(d) / "study.yaml"
             cfg_path.write_text(yaml.safe_dump(grid_config(cells)))
-            cmd = [
-                sys.executable,
-                "-m",
-                "snakemake",
-                "-s",
-                str(REPO / "Snakefile"),
-                "-d",
-                d,
-                "--configfile",
-                str(cfg_path),
-                "-n",
-                "--quiet",
-                "rules",
-            ]
-            (Path(d) / "Bare").write_text(bare_snakefile(cells))
-            bare = [sys.executable, "-m", "snakemake", "-s", str(Path(d) / "Bare"), "-d", d, "-n", "--quiet", "rules"]
-            # interleaved, so that both see the same stretch of a shared machine
-            pairs = [(timed(cmd, REPO), timed(bare, REPO)) for _ in range(ROUNDS)]
-            wall, cpu, out = min(p[0] for p in pairs)
-            table = out.split("Job stats:")[1].split("total")[0]  # the first of the two listings
+            (Path(d) / "directives").write_text(floor_with_directives(cells, Path(d)))
+            (Path(d) / "floor").write_text(bare_snakefile(cells, FLOOR))
+            (Path(d) / "bare").write_text(bare_snakefile(cells, BARE))
+            cmds = {"ours": dry_run(REPO / "Snakefile", d, "--configfile", str(cfg_path))}
+            cmds.update({name: dry_run(Path(d) / name, d) for name in ("directives", "floor", "bare")})
+            # interleaved, so that all see the same stretch of a shared machine
+            runs = [{name: timed(cmd, REPO) for name, cmd in cmds.items()} for _ in range(ROUNDS)]
+            best = {name: min(r[name][:2] for r in runs) for name in cmds}
+            table = runs[0]["ours"][2].split("Job stats:")[1].split("total")[0]  # the first listing
             jobs = sum(
                 int(line.split()[-1])
                 for line in table.splitlines()
                 if line.split() and line.split()[0] in ("train", "evaluate")
             )
-            rows.append((f"dry run, {cells} cells", jobs, wall, cpu))
-            wall, cpu, _ = min(p[1] for p in pairs)
-            rows.append((f"bare Snakefile, same jobs (Snakemake's floor), {cells} cells", jobs, wall, cpu))
+            ratios = ", ".join(f"{best['ours'][1] / best[k][1]:.2f}x {k}" for k in ("directives", "floor", "bare"))
+            rows.append((f"dry run, {cells} cells", jobs, *best["ours"], ratios))
+            for name, what in (
+                ("directives", "floor + the workflow's kinds of directives (constants)"),
+                ("floor", "shell rules, same jobs and files"),
+                ("bare", "shell rules, same train+evaluate count"),
+            ):
+                rows.append((f"{name}: {what}, {cells} cells", jobs, *best[name], ""))
     if (REPO / "results" / "tables" / "scores.csv").exists():
         cmd = [sys.executable, "-m", "snakemake", "--configfile", "studies/demo.yaml", "--cores", "2"]
         # a dry run first: a demo that is not up to date (code or params changed since it ran)
@@ -165,11 +192,11 @@ def main() -> None:
         runs = [timed(cmd, REPO) for _ in range(3)]
         assert all("Nothing to be done" in out for _, _, out in runs)
         wall, cpu, _ = min(runs)
-        rows.append(("no-op rerun of the finished demo", 0, wall, cpu))
+        rows.append(("no-op rerun of the finished demo", 0, wall, cpu, ""))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print("| what | train+evaluate jobs | wall s | CPU s |\n|---|---|---|---|")
-    for what, jobs, wall, cpu in rows:
-        print(f"| {what} | {jobs} | {wall:.2f} | {cpu:.2f} |")
+    print("| what | train+evaluate jobs | wall s | CPU s | CPU ratio |\n|---|---|---|---|---|")
+    for what, jobs, wall, cpu, ratio in rows:
+        print(f"| {what} | {jobs} | {wall:.2f} | {cpu:.2f} | {ratio} |")
 
 
 if __name__ == "__main__":
