@@ -11,9 +11,10 @@ from test_builtin_tasks import bbh_rows, ifeval_rows, mmlu_pro_rows
 
 from workflow_scripts import benchmark_data
 from workflow_scripts.benchmark_data import BenchmarkFetchError, fetch_benchmark
-from workflow_scripts.builtin_tasks import BBH_SUBTASKS, benchmark_files, builtin_specs, source_file
+from workflow_scripts.builtin_tasks import benchmark_files, builtin_specs, source_file
 from workflow_scripts.io import read_jsonl
 from workflow_scripts.nltk_punkt import ensure_nltk_punkt
+from workflow_scripts.registry import BBH_SUBTASKS
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 GSM8K = {

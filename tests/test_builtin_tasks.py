@@ -10,7 +10,6 @@ import pytest
 
 from workflow_scripts import synthetic
 from workflow_scripts.builtin_tasks import (
-    BBH_SUBTASKS,
     BUILTINS,
     benchmark_files,
     builtin_leaves,
@@ -23,6 +22,7 @@ from workflow_scripts.builtin_tasks import (
     tasks_dir,
 )
 from workflow_scripts.io import write_jsonl
+from workflow_scripts.registry import BBH_SUBTASKS
 from workflow_scripts.tiny_model import build_and_save
 
 # built-in task -> (synthetic generator writing that benchmark's schema, split -> generated split)
