@@ -120,40 +120,29 @@ def run_cells(jobs: list[dict], work_dir: str | Path) -> None:
         raise RuntimeError(f"{len(failed)} of {len(jobs)} cells failed: {'; '.join(failed)}")
 
 
+def train_job(job: dict, **extra) -> dict:
+    """``train.train_cell`` on a job description (``spec.cell_job``), in this process."""
+    from .train import train_cell
+
+    keys = ("threads", "data_source", "prefetched")
+    return train_cell(
+        job["spec"], job["base_model"], job["train_file"], job["out_dir"], **{k: job[k] for k in keys}, **extra
+    )
+
+
 def train_one(job: dict, work_dir: str | Path) -> None:
     """One cell: in this process, or, when it asks for several GPUs, as DDP processes whose
     output joins this job's log."""
     if int(job["spec"].get("gpus", 1)) > 1:
         run_cells([{**job, "log": None}], work_dir)
         return
-    from .train import train_cell
-
-    train_cell(
-        job["spec"],
-        job["base_model"],
-        job["train_file"],
-        job["out_dir"],
-        threads=job["threads"],
-        data_source=job["data_source"],
-        prefetched=job["prefetched"],
-    )
+    train_job(job)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import train_cell
-
     job = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
     t0 = time.time()
-    train_cell(
-        job["spec"],
-        job["base_model"],
-        job["train_file"],
-        job["out_dir"],
-        threads=job["threads"],
-        data_source=job["data_source"],
-        prefetched=job["prefetched"],
-        memory=job.get("memory"),
-    )  # one process of a cell: the launcher planned its memory
+    train_job(job, memory=job.get("memory"))  # one process of a cell: the launcher planned its memory
     print(f"[launch] {job['spec']['run_id']} finished in {time.time() - t0:.1f}s", flush=True)
     return 0
 

@@ -473,6 +473,11 @@ def _ci(draws: np.ndarray, method: str = "linear") -> tuple[float, float]:
 # --------------------------------------------------------------------------- public API
 
 
+def _task_columns(t) -> dict:
+    """The columns that name a task's row in the statistics tables."""
+    return {"model": t.model, "stage": t.stage, "task": t.task, "category": t.category}
+
+
 def task_slopes(
     scores: pd.DataFrame, items: pd.DataFrame | None = None, n_boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
@@ -499,16 +504,10 @@ def task_slopes(
     rows = []
     for key, t in scored.tasks.items():
         row = {
-            "model": t.model,
-            "stage": t.stage,
-            "task": t.task,
-            "category": t.category,
-            "slope": math.nan,
-            "slope_lo": math.nan,
-            "slope_hi": math.nan,
-            "best_ratio": math.nan,
-            "best_ratio_lo": math.nan,
-            "best_ratio_hi": math.nan,
+            **_task_columns(t),
+            **dict.fromkeys(
+                ("slope", "slope_lo", "slope_hi", "best_ratio", "best_ratio_lo", "best_ratio_hi"), math.nan
+            ),
             "n_cells": t.n_cells,
             "n_seeds": t.n_seeds,
             "n_items": t.n_items,
@@ -730,18 +729,8 @@ def ratio_invariance(
     rows = []
     for key, t in scored.tasks.items():
         row = {
-            "model": t.model,
-            "stage": t.stage,
-            "task": t.task,
-            "category": t.category,
-            "a": math.nan,
-            "b": math.nan,
-            "k": math.nan,
-            "k_lo": math.nan,
-            "k_hi": math.nan,
-            "rss_ratio": math.nan,
-            "rss_sqrt": math.nan,
-            "rss_free": math.nan,
+            **_task_columns(t),
+            **dict.fromkeys(("a", "b", "k", "k_lo", "k_hi", "rss_ratio", "rss_sqrt", "rss_free"), math.nan),
             "verdict": "not estimable",
             "reason": "",
             "n_cells": t.n_cells,

@@ -2,15 +2,10 @@ import sys
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent))  # after the stdlib: no shadowing
-from _bootstrap import logged  # noqa: E402
+from _bootstrap import logged
 
-from workflow_scripts.analysis import write_analysis  # noqa: E402
+from workflow_scripts.analysis import write_analysis
 
-with logged(snakemake):  # noqa: F821
-    write_analysis(
-        snakemake.input.scores,
-        snakemake.params.cells,
-        snakemake.params.tasks,  # noqa: F821
-        dict(snakemake.output),
-        study=snakemake.params.study,
-    )  # noqa: F821
+with logged(snakemake):
+    p = snakemake.params
+    write_analysis(snakemake.input.scores, p.cells, p.tasks, dict(snakemake.output), study=p.study)
