@@ -33,22 +33,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import layout
 from .aggregate import write_tables
 from .io import atomic_write_json
 from .layout import cell_files
 from .provenance import git_commit, package_versions, sha256_file
 
-TABLE_NAMES = {
-    "scores": "scores.csv",
-    "pivot_csv": "pivot.csv",
-    "pivot_tex": "pivot.tex",
-    "pivot_md": "pivot.md",
-    "cells_csv": "cells.csv",
-    "cells_tex": "cells.tex",
-    "cells_md": "cells.md",
-    "loss": "loss.csv",
-    "runs": "runs.csv",
-}
+# the tables a freeze holds and verify regenerates (file names as rule aggregate writes them)
+FROZEN_TABLES = ("scores", "pivot_csv", "pivot_tex", "pivot_md", "cells_csv", "cells_tex", "cells_md", "loss", "runs")
+TABLE_NAMES = {key: Path(layout.TABLES[key]).name for key in FROZEN_TABLES}
 CELL_KEY = ["run_id", "task", "metric"]
 LEGACY_FLOAT_FORMAT = "%.6g"  # how CSV tables wrote floats before full precision
 MODEL_METADATA_KEYS = {"pretrained", "dtype", "revision", "device", "max_length", "batch_size"}
@@ -80,7 +73,7 @@ def _task_hashes(cells: list[dict]) -> dict:
 def freeze(tag: str, study, root: str | Path = ".") -> Path:
     """Copy the current tables and figures of ``study`` (a config.Study) under results/frozen/TAG."""
     root = Path(root)
-    dest = root / "results" / "frozen" / tag
+    dest = root / layout.FROZEN / tag
     if dest.exists():
         raise FreezeError(
             f"results/frozen/{tag} exists already; frozen results are never overwritten. Choose a new tag."
@@ -91,7 +84,7 @@ def freeze(tag: str, study, root: str | Path = ".") -> Path:
         raise FreezeError(
             f"the study is not complete ({len(missing)} files missing, e.g. {missing[0]}); run snakemake first"
         )
-    sources = {f"tables/{n}": root / "results" / "tables" / n for n in TABLE_NAMES.values()}
+    sources = {f"tables/{n}": root / layout.TABLES_DIR / n for n in TABLE_NAMES.values()}
     sources.update({f"figures/{p.name}": p for p in sorted((root / "figures").glob("*.p*[fg]"))})
     runs = [json.loads(Path(c["run_json"]).read_text()) for c in cells]
     tmp = dest.with_name(f".{tag}.partial")
@@ -159,7 +152,7 @@ def _regenerate(cells: list[dict], manifest: dict, folder: Path, float_format: s
 def verify(tag: str, root: str | Path = ".") -> list[str]:
     """Regenerate the tables from raw outputs; return the differences (empty: verified)."""
     root = Path(root)
-    dest = root / "results" / "frozen" / tag
+    dest = root / layout.FROZEN / tag
     if not (dest / "MANIFEST.json").exists():
         raise FreezeError(
             f"results/frozen/{tag}/MANIFEST.json does not exist; frozen tags: "
