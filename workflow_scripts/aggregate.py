@@ -19,7 +19,7 @@ A cell's columns (model, stage, learning rate, batch size, ratio, seed) are the 
 ``run.json`` recorded (``spec``), not re-derived from the run id. CSV tables carry every float
 at full precision (Python's repr: ``float(text) == value``), so a grid value reads back as
 the very float that named the cell and statistics group grid values exactly; LaTeX and
-Markdown round for reading.
+Markdown (markup.py) round for reading.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ import pandas as pd
 import yaml
 
 from .grid import parse_run_id
-from .io import atomic_path
+from .io import atomic_path, atomic_write_text
 from .lmeval_tasks import split_metric, stderr_key
+from .markup import cells_latex, cells_markdown, pivot_latex, pivot_markdown, reference_latex, reference_markdown
 from .numbers import fmt_num
 from .reference import reference_table
 
@@ -181,10 +182,6 @@ def cells_table(scores: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index().sort_values(["model", "stage", "ratio", "batch_size", "seed"], kind="stable")
 
 
-def markdown_table(df: pd.DataFrame, caption: str) -> str:
-    return f"**{caption}**\n\n" + df.to_markdown(index=False, floatfmt=".4g") + "\n"
-
-
 def loss_table(cells: list[dict]) -> pd.DataFrame:
     rows = []
     for c in cells:
@@ -230,18 +227,6 @@ def _write_csv(df: pd.DataFrame, path, float_format: str | None = CSV_FLOAT_FORM
         df.to_csv(tmp, index=False, float_format=float_format)
 
 
-def pivot_latex(piv: pd.DataFrame, study: str) -> str:
-    body = piv.drop(columns=["model", "stage", "metric"]).copy()
-    body = body.rename(columns={"category": "Category", "task": "Task", "cells": "Cells", "excluded": "Excluded"})
-    caption = (
-        f"Primary score by task and LR/BS ratio (study {study}); mean over seeds and "
-        "effective batch sizes. Cells: runs averaged; excluded: runs that diverged."
-    )
-    return body.to_latex(
-        index=False, float_format="%.3f", na_rep="--", caption=caption, label=f"tab:{study}-pivot", escape=True
-    )
-
-
 def write_reference(
     scores: pd.DataFrame,
     published_csv,
@@ -253,24 +238,8 @@ def write_reference(
     """Named cells beside the published scores (empty, with the columns, when none are named)."""
     ref = reference_table(scores, pd.read_csv(published_csv), pairs or {})
     _write_csv(ref, outputs["reference_csv"], float_format)
-    caption = f"Named cells of {study} beside the published SmolTulu scores (%); published: lighteval, ours: lm-eval"
-    with atomic_path(outputs["reference_tex"]) as tmp:
-        tmp.write_text(
-            ref.to_latex(
-                index=False,
-                float_format="%.1f",
-                na_rep="--",
-                caption=caption,
-                label=f"tab:{study}-reference",
-                escape=True,
-            )
-        )
-    with atomic_path(outputs["reference_md"]) as tmp:
-        tmp.write_text(
-            markdown_table(ref, caption)
-            if len(ref)
-            else f"**{caption}**\n\nNo cell of this study is named in `reference:` of its config.\n"
-        )
+    atomic_write_text(outputs["reference_tex"], reference_latex(ref, study))
+    atomic_write_text(outputs["reference_md"], reference_markdown(ref, study))
     return ref
 
 
@@ -291,31 +260,21 @@ def write_tables(
     piv = pivot_table(scores)
     _write_csv(scores, outputs["scores"], float_format)
     _write_csv(piv, outputs["pivot_csv"], float_format)
-    with atomic_path(outputs["pivot_tex"]) as tmp:
-        tmp.write_text(pivot_latex(piv, study))
-    with atomic_path(outputs["pivot_md"]) as tmp:
-        tmp.write_text(markdown_table(piv, f"Primary score by task and LR/BS ratio ({study})"))
+    atomic_write_text(outputs["pivot_tex"], pivot_latex(piv, study))
+    atomic_write_text(outputs["pivot_md"], pivot_markdown(piv, study))
     wide = cells_table(scores)
     _write_csv(wide, outputs["cells_csv"], float_format)
-    caption = f"Primary score of every cell ({study}); empty: not scored (diverged)"
-    with atomic_path(outputs["cells_tex"]) as tmp:
-        tmp.write_text(
-            wide.drop(columns=["model", "stage"]).to_latex(
-                index=False, float_format="%.3g", na_rep="--", caption=caption, label=f"tab:{study}-cells"
-            )
-        )
-    with atomic_path(outputs["cells_md"]) as tmp:
-        tmp.write_text(markdown_table(wide, caption))
+    atomic_write_text(outputs["cells_tex"], cells_latex(wide, study))
+    atomic_write_text(outputs["cells_md"], cells_markdown(wide, study))
     _write_csv(loss_table(cells), outputs["loss"], float_format)
     _write_csv(runs_table(cells), outputs["runs"], float_format)
     if published_csv is not None and "reference_csv" in outputs:
         write_reference(scores, published_csv, reference, study, outputs, float_format)
     if config is not None and "config" in outputs:
-        with atomic_path(outputs["config"]) as tmp:
-            tmp.write_text(
-                "# the study config as validated and completed with defaults\n"
-                + yaml.safe_dump(config, sort_keys=False)
-            )
+        atomic_write_text(
+            outputs["config"],
+            "# the study config as validated and completed with defaults\n" + yaml.safe_dump(config, sort_keys=False),
+        )
     n_bad = scores.loc[scores["status"] != "ok", "run_id"].nunique()
     print(
         f"[aggregate] {len(cells)} runs ({n_bad} not scored: diverged), "

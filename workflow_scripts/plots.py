@@ -7,46 +7,30 @@
 * loss:    training loss against examples seen, one line per run
 * forest:  per-task slope against log10(LR/BS) with 95% intervals, by category (headline)
 * iso_ratio: score against batch size at a fixed ratio
-* reference: our best cells beside the published SmolTulu scores (where tasks match)
+* reference: our best cells beside the published SmolTulu scores (where tasks match),
+           drawn by reference_figure.py
+
+Panel layouts, the headless backend and the byte-stable writer are canvas.py's.
 """
 
 from __future__ import annotations
 
-import math
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from .io import atomic_path  # noqa: E402
-from .numbers import fmt_num  # noqa: E402
-from .reference import PUBLISHED_COLUMNS  # noqa: E402
+from .canvas import message_figure, save, stage_panels, task_grid
+from .numbers import fmt_num
+from .reference_figure import reference_figure
 
 CATEGORY_DASHES = {"reasoning": "", "pattern": (4, 2)}
-
-
-def _save(fig, pdf_path, png_path) -> None:
-    fig.tight_layout()
-    # fixed metadata so the same data gives the same bytes
-    with atomic_path(pdf_path) as tmp:
-        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "Creator": None, "Producer": None})
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=150, metadata={"Software": None})
-    plt.close(fig)
-
-
-def _panels(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    return [(f"{m} / {s}", g) for (m, s), g in df.groupby(["model", "stage"], sort=True)]
 
 
 def split_figure(scores: pd.DataFrame, study: str):
     prim = scores[scores["primary"]].copy()
     prim["label"] = prim["task"] + " (" + prim["category"] + ")"
-    panels = _panels(prim)
+    panels = stage_panels(prim)
     fig, axes = plt.subplots(1, len(panels), figsize=(7.4 * len(panels), 4.2), squeeze=False)
     tasks = sorted(prim["label"].unique(), key=lambda s: (not s.endswith("(reasoning)"), s))
     palette = dict(zip(tasks, sns.color_palette("colorblind", len(tasks))))
@@ -127,24 +111,9 @@ def split_figure(scores: pd.DataFrame, study: str):
     return fig
 
 
-def _task_grid(prim: pd.DataFrame, height: float):
-    """One panel per (model, stage, task), four to a row, unused panels hidden."""
-    keys = sorted(prim.groupby(["model", "stage", "task"]).groups)
-    ncol = min(4, len(keys))
-    nrow = math.ceil(len(keys) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, height * nrow), squeeze=False)
-    for ax in list(axes.flat)[len(keys) :]:
-        ax.axis("off")
-    panels = [
-        (ax, key, prim[(prim["model"] == key[0]) & (prim["stage"] == key[1]) & (prim["task"] == key[2])])
-        for ax, key in zip(axes.flat, keys)
-    ]
-    return fig, panels
-
-
 def heatmap_figure(scores: pd.DataFrame, study: str):
     prim = scores[scores["primary"]]
-    fig, panels = _task_grid(prim, 3.2)
+    fig, panels = task_grid(prim, 3.2)
     for ax, (model, stage, task), g in panels:
         piv = g.pivot_table(index="learning_rate", columns="batch_size", values="value", aggfunc="mean", dropna=False)
         piv = piv.sort_index(ascending=False)
@@ -164,25 +133,19 @@ def heatmap_figure(scores: pd.DataFrame, study: str):
     return fig
 
 
+def _ratio_lines(g: pd.DataFrame, ax, x: str, y: str, **style) -> None:
+    """One viridis line per LR/BS ratio, in ratio order, labelled as fmt_num writes the ratio."""
+    g = g.assign(ratio_label=g["ratio"].map(fmt_num))
+    order = [fmt_num(r) for r in sorted(g["ratio"].unique())]
+    sns.lineplot(data=g, x=x, y=y, hue="ratio_label", hue_order=order, palette="viridis", ax=ax, **style)
+
+
 def loss_figure(loss: pd.DataFrame, study: str):
-    panels = _panels(loss)
+    panels = stage_panels(loss)
     fig, axes = plt.subplots(1, len(panels), figsize=(7.2 * len(panels), 4.0), squeeze=False)
     for ax, (title, g) in zip(axes[0], panels):
-        g = g.assign(ratio_label=g["ratio"].map(fmt_num), bs=g["batch_size"].astype(str))
-        order = [fmt_num(r) for r in sorted(g["ratio"].unique())]
-        sns.lineplot(
-            data=g,
-            x="examples_seen",
-            y="loss",
-            hue="ratio_label",
-            hue_order=order,
-            style="bs",
-            units="run_id",
-            estimator=None,
-            palette="viridis",
-            ax=ax,
-            linewidth=1,
-        )
+        g = g.assign(bs=g["batch_size"].astype(str))
+        _ratio_lines(g, ax, "examples_seen", "loss", style="bs", units="run_id", estimator=None, linewidth=1)
         ax.set_yscale("log")
         ax.set_xlabel("training examples seen")
         ax.set_ylabel("training loss")
@@ -198,15 +161,6 @@ def loss_figure(loss: pd.DataFrame, study: str):
             frameon=False,
         )
     fig.suptitle(f"{study}: training loss", fontsize=9)
-    return fig
-
-
-def _message_figure(title: str, message: str):
-    """A figure that says why it has nothing to show (instead of failing the rule)."""
-    fig, ax = plt.subplots(figsize=(6.4, 2.4))
-    ax.axis("off")
-    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=9)
-    fig.suptitle(title, fontsize=9)
     return fig
 
 
@@ -255,27 +209,15 @@ def iso_ratio_figure(scores: pd.DataFrame, study: str):
     keep = multi[multi > 1].reset_index()[["model", "stage", "ratio"]]
     prim = prim.merge(keep, on=["model", "stage", "ratio"])
     if prim.empty:
-        return _message_figure(
+        return message_figure(
             f"{study}: iso-ratio",
             "No ratio was run at two or more batch sizes,\n"
             "so score at a fixed LR/BS cannot be compared across batch sizes.\n"
             "Give stages.<stage>.grid several batch_sizes.",
         )
-    fig, panels = _task_grid(prim, 3.0)
+    fig, panels = task_grid(prim, 3.0)
     for ax, (model, stage, task), g in panels:
-        g = g.assign(ratio_label=g["ratio"].map(fmt_num))
-        order = [fmt_num(r) for r in sorted(g["ratio"].unique())]
-        sns.lineplot(
-            data=g,
-            x="batch_size",
-            y="value",
-            hue="ratio_label",
-            hue_order=order,
-            marker="o",
-            palette="viridis",
-            errorbar=None,
-            ax=ax,
-        )
+        _ratio_lines(g, ax, "batch_size", "value", marker="o", errorbar=None)
         ax.set_xscale("log", base=2)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{task} ({g['category'].iloc[0]})\n{model} / {stage}", fontsize=8)
@@ -284,64 +226,6 @@ def iso_ratio_figure(scores: pd.DataFrame, study: str):
         ax.legend(title="LR/BS", fontsize=6, title_fontsize=7)
     fig.suptitle(f"{study}: score against batch size at fixed LR/BS (flat = ratio is what matters)", fontsize=9)
     return fig
-
-
-def _score_bars(data: pd.DataFrame, x: str, palette: str, title: str):
-    """Grouped bars of ``score`` (%) per published benchmark column, one colour per ``who``."""
-    fig, ax = plt.subplots(figsize=(max(6.4, 1.6 * data[x].nunique() + 3), 4.0))
-    sns.barplot(data=data, x=x, y="score", hue="who", palette=palette, ax=ax)
-    ax.set_xlabel("benchmark (published column)")
-    ax.set_ylabel("score (%)")
-    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.suptitle(title, fontsize=9)
-    return fig
-
-
-def named_reference_figure(ref: pd.DataFrame, study: str):
-    """Each named cell beside the published model it stands for, per benchmark."""
-    long = pd.concat(
-        [
-            ref.assign(who=ref["published"] + " (published)", score=ref["published_score"]),
-            ref.assign(
-                who=ref["published"] + ": ours " + ref["run_id"].str.split("/", n=1).str[1], score=ref["our_score"]
-            ),
-        ]
-    )
-    return _score_bars(
-        long, "benchmark", "Paired", f"{study}: the paper's named cells, published (lighteval) beside ours (lm-eval)"
-    )
-
-
-def reference_figure(
-    scores: pd.DataFrame, published: pd.DataFrame | None, study: str, named: pd.DataFrame | None = None
-):
-    """The study's named cells beside the published models they stand for (``reference:``
-    in the config); without names, our best cell per task beside the published scores."""
-    if named is not None and len(named):
-        return named_reference_figure(named, study)
-    prim = scores[scores["primary"] & (scores.get("status", "ok") == "ok")]
-    prim = prim[prim["task"].isin(PUBLISHED_COLUMNS)]
-    if published is None or prim.empty:
-        return _message_figure(
-            f"{study}: published SmolTulu scores",
-            "None of this study's tasks has a published SmolTulu score\n"
-            "(those are gsm8k, arc, hellaswag, ifeval, piqa, MMLU-Pro, bbh):\n"
-            "see the 1.7B study for the side-by-side comparison.",
-        )
-    ours = prim.groupby(["model", "stage", "task"], as_index=False)["value"].max()
-    ours["column"] = ours["task"].map(PUBLISHED_COLUMNS)
-    ours = ours.groupby(["model", "stage", "column"], as_index=False)["value"].mean()
-    ours["who"] = "ours: best " + ours["model"] + " " + ours["stage"] + " cell"
-    ours["score"] = 100 * ours["value"]
-    pub = published.melt(id_vars="model", var_name="column", value_name="score")
-    pub = pub[pub["column"].isin(ours["column"])].rename(columns={"model": "who"})
-    both = pd.concat([pub[["who", "column", "score"]], ours[["who", "column", "score"]]])
-    return _score_bars(
-        both,
-        "column",
-        "colorblind",
-        f"{study}: our best cells beside published SmolTulu scores (lighteval; ours: lm-eval)",
-    )
 
 
 def write_figures(
@@ -357,17 +241,17 @@ def write_figures(
     sns.set_theme(style="whitegrid", context="paper", palette="colorblind")
     scores = pd.read_csv(scores_csv)
     loss = pd.read_csv(loss_csv)
-    _save(split_figure(scores, study), outputs["split_pdf"], outputs["split_png"])
-    _save(heatmap_figure(scores, study), outputs["heatmap_pdf"], outputs["heatmap_png"])
-    _save(loss_figure(loss, study), outputs["loss_pdf"], outputs["loss_png"])
-    _save(iso_ratio_figure(scores, study), outputs["iso_ratio_pdf"], outputs["iso_ratio_png"])
+    save(split_figure(scores, study), outputs["split_pdf"], outputs["split_png"])
+    save(heatmap_figure(scores, study), outputs["heatmap_pdf"], outputs["heatmap_png"])
+    save(loss_figure(loss, study), outputs["loss_pdf"], outputs["loss_png"])
+    save(iso_ratio_figure(scores, study), outputs["iso_ratio_pdf"], outputs["iso_ratio_png"])
     if slopes_csv is not None:
-        _save(
+        save(
             forest_figure(pd.read_csv(slopes_csv), pd.read_csv(split_csv), study),
             outputs["forest_pdf"],
             outputs["forest_png"],
         )
     published = pd.read_csv(published_csv) if published_csv else None
     named = pd.read_csv(reference_csv) if reference_csv else None
-    _save(reference_figure(scores, published, study, named), outputs["reference_pdf"], outputs["reference_png"])
+    save(reference_figure(scores, published, study, named), outputs["reference_pdf"], outputs["reference_png"])
     print(f"[plots] wrote {sorted(outputs.values())}", flush=True)
