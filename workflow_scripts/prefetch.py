@@ -18,6 +18,9 @@ import os
 from pathlib import Path
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+# What huggingface_hub reads a token from before its token file (constants.py, utils/_auth.py:
+# HF_TOKEN, then the older HUGGING_FACE_HUB_TOKEN), and the file's own location
+TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH")
 
 
 class MissingPrefetchError(RuntimeError):
@@ -59,6 +62,37 @@ def cached_model(model_id: str, revision: str | None = None) -> str:
         ) from e
 
 
+def user_token_path() -> Path:
+    """The hub token file huggingface_hub reads in this environment: ``$HF_TOKEN_PATH``, else
+    ``$HF_HOME/token``, where HF_HOME defaults to ``$XDG_CACHE_HOME/huggingface`` or
+    ``~/.cache/huggingface`` (as huggingface_hub's ``constants`` computes them)."""
+    if os.environ.get("HF_TOKEN_PATH"):
+        return Path(os.path.expandvars(os.path.expanduser(os.environ["HF_TOKEN_PATH"])))
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    home = os.environ.get("HF_HOME") or os.path.join(cache, "huggingface")
+    return Path(os.path.expandvars(os.path.expanduser(home))) / "token"
+
+
+def use_cache_dir(cache_dir: str | None) -> None:
+    """Make the study's ``cache_dir`` this process's (and its children's) HF_HOME, keeping the
+    user's hub login; call it before huggingface_hub is imported (it reads both at import).
+
+    Without ``cache_dir`` nothing changes: the user's own HF_HOME (a site-wide cache) and
+    token are used. With it, the token file stored under the user's HF_HOME (``hf auth
+    login``) would no longer be found, and gated models would fail at prefetch; so, unless a
+    token is already given by HF_TOKEN / HUGGING_FACE_HUB_TOKEN / HF_TOKEN_PATH, or
+    ``cache_dir`` holds a token of its own, HF_TOKEN_PATH is pointed at the user's token file.
+    """
+    if not cache_dir:
+        return
+    home = os.path.abspath(os.path.expanduser(cache_dir))
+    if not any(os.environ.get(v) for v in TOKEN_ENV):
+        token = user_token_path()
+        if token.is_file() and not os.path.isfile(os.path.join(home, "token")):
+            os.environ["HF_TOKEN_PATH"] = str(token)
+    os.environ["HF_HOME"] = home
+
+
 def set_offline() -> None:
     """Make every Hugging Face library in this process refuse the network (compute jobs)."""
     os.environ.update(OFFLINE_ENV)
@@ -76,8 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--revision", default=None)
     p.add_argument("--cache-dir", default=None, help="HF_HOME to fetch into (the study's cache_dir)")
     args = p.parse_args(argv)
-    if args.cache_dir:
-        os.environ["HF_HOME"] = os.path.abspath(os.path.expanduser(args.cache_dir))
+    use_cache_dir(args.cache_dir)
     print(json.dumps(prefetch_model(args.model_id, args.revision), indent=2))
     return 0
 

@@ -1,7 +1,6 @@
 """Shared preamble of the entry scripts: import path and log redirection."""
 
 import contextlib
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -15,16 +14,15 @@ if str(ROOT) not in sys.path:
 def logged(snakemake, offline: bool = False):
     """Send stdout and stderr of the job to its Snakemake log file (if it has one).
 
-    Also points the Hugging Face cache at the study's ``cache_dir``, before any library
+    Also points the Hugging Face cache at the study's ``cache_dir`` (if it sets one; the
+    user's own HF_HOME otherwise), keeping the user's stored hub token, before any library
     that reads HF_HOME is imported (the library functions import them lazily), and, for
     compute jobs (``offline=True``), turns the hub off: what they need was prefetched.
     """
-    cache = snakemake.config.get("cache_dir")
-    if cache:
-        os.environ["HF_HOME"] = os.path.abspath(os.path.expanduser(cache))
-    if offline:
-        from workflow_scripts.prefetch import set_offline
+    from workflow_scripts.prefetch import set_offline, use_cache_dir
 
+    use_cache_dir(snakemake.config.get("cache_dir"))
+    if offline:
         set_offline()
     if not snakemake.log:
         yield
