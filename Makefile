@@ -34,6 +34,7 @@ lint:
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m snakefmt --check rules/ Snakefile
+	$(PYTHON) envs/make_envs.py --check
 	$(PYTHON) -m snakemake --lint
 	$(PYTHON) -m snakemake --lint --configfile studies/demo.yaml
 
