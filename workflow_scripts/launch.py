@@ -1,5 +1,6 @@
 """Run training cells as processes: one cell on N GPUs (``accelerate launch``, DDP), or a
-pack of K cells side by side on one GPU (``cells_per_gpu: K``).
+pack of K cells side by side on one GPU (``cells_per_gpu: K``). The launching process holds
+each cell's lock (``cell_lock``) while it trains: one job per cell at a time.
 
 A 135M cell at a small batch leaves an H200 mostly idle; K cells sharing it train at
 several times the total throughput. A pack is one SLURM job; every cell in it still
@@ -18,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from .cell_lock import claim
 from .memory import plan_memory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,15 +82,25 @@ def run_cells(jobs: list[dict], work_dir: str | Path) -> None:
 
     Every cell's own log gets its process's output. A failing cell does not stop the others:
     they run to the end, and cells with checkpoints resume from them when the pack reruns.
+    Each cell's lock (``cell_lock.claim``) is held from before its log is opened until its
+    processes end; a cell another job trains is waited for, and skipped if that job finished it.
     """
+    with claim(jobs) as todo:
+        _run_claimed(jobs, todo, Path(work_dir))
+
+
+def _run_claimed(jobs: list[dict], todo: dict[int, int | None], work_dir: Path) -> None:
     import torch
 
-    work_dir = Path(work_dir)
+    if not todo:
+        print(f"[pack] all {len(jobs)} cell(s) finished already: nothing to train", flush=True)
+        return
     work_dir.mkdir(parents=True, exist_ok=True)
     cpu = not torch.cuda.is_available()
-    print(f"[pack] {plan_memory(jobs)}", flush=True)
+    print(f"[pack] {plan_memory([jobs[i] for i in todo])}", flush=True)
     procs = []
-    for i, job in enumerate(jobs):
+    for i, lock_fd in todo.items():
+        job = jobs[i]
         job_file = work_dir / f"cell{i}.json"
         job_file.write_text(json.dumps(job))
         log = open(job["log"], "w") if job.get("log") else None
@@ -103,7 +115,12 @@ def run_cells(jobs: list[dict], work_dir: str | Path) -> None:
             (
                 job,
                 subprocess.Popen(
-                    cmd, stdout=sink, stderr=subprocess.STDOUT if sink else None, env=env, cwd=os.getcwd()
+                    cmd,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT if sink else None,
+                    env=env,
+                    cwd=os.getcwd(),
+                    pass_fds=() if lock_fd is None else (lock_fd,),  # the cell's process holds its lock too
                 ),
                 log,
             )
@@ -117,7 +134,7 @@ def run_cells(jobs: list[dict], work_dir: str | Path) -> None:
         if rc != 0:
             failed.append(f"{job['spec']['run_id']} (exit {rc}, log {job.get('log')})")
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(jobs)} cells failed: {'; '.join(failed)}")
+        raise RuntimeError(f"{len(failed)} of {len(todo)} cells failed: {'; '.join(failed)}")
 
 
 def train_job(job: dict, **extra) -> dict:
@@ -134,9 +151,11 @@ def train_one(job: dict, work_dir: str | Path) -> None:
     """One cell: in this process, or, when it asks for several GPUs, as DDP processes whose
     output joins this job's log."""
     if int(job["spec"].get("gpus", 1)) > 1:
-        run_cells([{**job, "log": None}], work_dir)
+        run_cells([{**job, "log": None}], work_dir)  # takes the cell's lock
         return
-    train_job(job)
+    with claim([job]) as todo:  # the cell's lock; a cell another job finished is not retrained
+        if todo:
+            train_job(job)
 
 
 def main(argv: list[str] | None = None) -> int:
