@@ -38,6 +38,11 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_one(prepared):
     d, spec = prepared["dir"], prepared["spec"]
     straight = train_cell(spec, str(d / "base"), str(d / "sft.jsonl"), d / "straight")
     assert straight["resumed_from_step"] is None
+    # finished: its checkpoints are gone (model/ is the result), and run.json says so
+    assert straight["checkpoints"]["deleted"] == ["checkpoint-8", "checkpoint-12"]
+    assert straight["checkpoints"]["freed_bytes"] > 0 and not list((d / "straight/trainer").glob("checkpoint-*"))
+    # the killed run keeps them once it finishes, to show what `keep` left
+    spec = {**spec, "checkpoint": {**spec["checkpoint"], "keep_after_training": True}}
 
     code = (
         f"import json, sys; sys.path.insert(0, {str(REPO)!r}); from workflow_scripts.train import train_cell; "
@@ -79,5 +84,7 @@ def test_snakemake_rerun_of_a_killed_training_job_resumes(tmp_path):
     run = json.loads((cell / "run.json").read_text())
     assert run["resumed_from_step"] == 4 and run["optimizer_steps"] == 12 and run["status"] == "ok"
     assert (cell / "model/model.safetensors").exists() and (cell / "log_history.json").exists()
+    # trained to the end: no trainer checkpoint is left, and run.json names what went
+    assert not list((cell / "trainer").glob("*checkpoint-*")) and run["checkpoints"]["deleted"]
     log = (tmp_path / "results/logs/train/tiny-llama/sft/r1e-03_bs4_s0.log").read_text()
     assert "resuming from" in log and "checkpoint-4 (step 4)" in log

@@ -70,6 +70,35 @@ def last_checkpoint(trainer_dir: Path) -> Path | None:
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+def delete_checkpoints(out_dir: str | Path, spec: dict, status: str) -> dict:
+    """Delete a finished cell's trainer checkpoints (``trainer/checkpoint-N/``: fp32 weights
+    and AdamW state, 12 bytes a parameter each); returns run.json's record of it.
+
+    Only a cell that trained to the end (``ok``): its ``model/`` is the result, and a DPO stage
+    starts from its parent's ``model/`` (and reads its ``run.json``), never from ``trainer/``.
+    A diverged cell keeps them (to resume or inspect it), and so does every cell of a stage
+    that sets ``checkpoint.keep_after_training``. Oldest first, each renamed before it is
+    removed: an interrupted clean-up leaves the newest checkpoint whole for as long as it
+    can and never a half-deleted folder that a rerun would resume from."""
+    if status != "ok" or (spec.get("checkpoint") or {}).get("keep_after_training"):
+        reason = "checkpoint.keep_after_training" if status == "ok" else f"status {status!r}"
+        return {"deleted": [], "freed_bytes": 0, "kept": reason}
+    trainer_dir = Path(out_dir) / "trainer"
+    found = [*trainer_dir.glob(".deleting-checkpoint-*"), *trainer_dir.glob("checkpoint-*")]
+    found = sorted((p for p in found if p.is_dir()), key=lambda p: (p.name[0] != ".", _step(p)))
+    freed = sum(f.stat().st_size for p in found for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+    for path in found:
+        doomed = path if path.name.startswith(".") else path.with_name(f".deleting-{path.name}")
+        os.replace(path, doomed)
+        shutil.rmtree(doomed)
+    return {"deleted": [p.name for p in found], "freed_bytes": freed, "kept": None}
+
+
+def _step(path: Path) -> int:
+    tail = path.name.split("-")[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
 def train_cell(
     spec: dict,
     base_model: str,
@@ -227,6 +256,15 @@ def train_cell(
         "status": "diverged" if divergence.diverged else "ok",
         "diverged": divergence.diverged,
     }
+    # checkpoints go before run.json is written: a job killed in between reruns (and resumes
+    # from the newest checkpoint while it is still whole) instead of leaving them undeleted
+    record["checkpoints"] = delete_checkpoints(out_dir, spec, record["status"])
+    if record["checkpoints"]["deleted"]:
+        print(
+            f"[train] deleted {len(record['checkpoints']['deleted'])} trainer checkpoint(s), "
+            f"{record['checkpoints']['freed_bytes'] / 1e9:.2f} GB (keep them: checkpoint.keep_after_training)",
+            flush=True,
+        )
     atomic_write_json(out_dir / "run.json", record)
     print(f"[train] done in {record['wall_s']:.1f}s, loss {record['first_loss']} -> {record['final_loss']}", flush=True)
     return record
