@@ -19,6 +19,7 @@ include: "rules/checks.smk"
 include: "rules/evaluate.smk"
 include: "rules/aggregate.smk"
 include: "rules/plots.smk"
+include: "rules/plan.smk"
 
 
 rule all:
