@@ -28,7 +28,7 @@ from .grid import stage_kind
 from .model_source import is_local_path, made_locally
 
 REPO = Path(__file__).resolve().parent.parent
-PLAN_FILE = f"{layout.RESULTS}/plan.txt"
+PLAN_FILE = layout.PLAN
 SAMPLE_ROWS = 1000
 TURN_TOKENS = 5  # ChatML's "<|im_start|>role\n" ... "<|im_end|>\n" around each message
 TRL_MAX_LENGTH, TRL_EPOCHS = 1024, 3  # SFTConfig / DPOConfig defaults (TRL 1.16)
