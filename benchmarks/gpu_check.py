@@ -162,7 +162,7 @@ GSM8K_TEST = 1319
 
 # ----------------------------------------------------------------------------- small helpers
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def sha256(path: Path) -> str:

@@ -9,9 +9,9 @@ import importlib.util
 import re
 import subprocess
 import sys
+import tomllib
 from functools import cache
 
-import tomllib
 import yaml
 from conftest import REPO
 from packaging.requirements import Requirement

@@ -104,7 +104,7 @@ def fetch_benchmark(name: str, data_dir: str | Path, revision: str | None = None
         "task": name,
         "lm_eval_yaml": b.yaml,
         "datasets_version": datasets.__version__,
-        "fetched_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "fetched_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     parts, resolved = {}, {}
     for task, folder in b.leaves(name).items():

@@ -65,7 +65,7 @@ def holder_record(run_id: str) -> dict:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
 

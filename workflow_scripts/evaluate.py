@@ -166,7 +166,7 @@ def archive_evaluation(out_json, samples_dir, archive_dir) -> Path | None:
     """
     if archive_dir is None:
         return None
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     dest = Path(archive_dir) / stamp
     (dest / "samples").mkdir(parents=True)
     os.link(out_json, dest / Path(out_json).name)

@@ -127,7 +127,7 @@ def train_cell(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
 
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     t0 = time.time()
     torch.set_num_threads(threads)
     out_dir = Path(out_dir)
@@ -244,7 +244,7 @@ def train_cell(
         "first_loss": losses[0] if losses else None,
         "final_loss": losses[-1] if losses else None,
         "started": started.isoformat(),
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "finished": dt.datetime.now(dt.UTC).isoformat(),
         "chat_template": template,
         # the keys the pipeline set, and every field of the TRL config as it was resolved
         # (gradient clipping, Adam betas and epsilon, loss settings, ...): what was trained
