@@ -5,8 +5,10 @@
 
 
 rule plan:
+    log:
+        f"{layout.LOGS}/plan.log",
     localrule: True
     run:
-        from workflow_scripts.budget import PLAN_FILE, write_plan
+        from workflow_scripts.budget import write_plan
 
-        write_plan(STUDY, PLAN_FILE)
+        write_plan(STUDY, layout.PLAN, log[0])

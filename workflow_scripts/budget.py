@@ -28,7 +28,6 @@ from .grid import stage_kind
 from .model_source import is_local_path, made_locally
 
 REPO = Path(__file__).resolve().parent.parent
-PLAN_FILE = layout.PLAN
 SAMPLE_ROWS = 1000
 TURN_TOKENS = 5  # ChatML's "<|im_start|>role\n" ... "<|im_end|>\n" around each message
 TRL_MAX_LENGTH, TRL_EPOCHS = 1024, 3  # SFTConfig / DPOConfig defaults (TRL 1.16)
@@ -289,10 +288,11 @@ def format_budget(budget: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_plan(study, out: str | Path | None = PLAN_FILE, workdir: str | Path = ".", jobs: int | None = None) -> str:
-    """Print the study's budget and write it to ``out`` (rule plan; the CLI writes none)."""
+def write_plan(study, *outs: str | Path, workdir: str | Path = ".", jobs: int | None = None) -> str:
+    """Print the study's budget and write it to each of ``outs`` (rule plan: the plan file and
+    its log; the CLI writes none)."""
     print(text := format_budget(study_budget(study, workdir, jobs)), end="", flush=True)
-    if out:
+    for out in outs:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
     return text
@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, help="jobs at once (default: slurm/config.yaml's jobs)")
     args = parser.parse_args(argv)
     study = load_study(yaml.safe_load(Path(args.configfile).read_text()), base_dir=args.directory)
-    write_plan(study, None, args.directory, args.jobs)
+    write_plan(study, workdir=args.directory, jobs=args.jobs)
     return 0
 
 
