@@ -9,6 +9,7 @@ from snakemake.utils import min_version
 
 from workflow_scripts import inputs, layout
 from workflow_scripts.chat_template import spec_entry as chat_template_spec
+from workflow_scripts.cluster import cluster_names
 from workflow_scripts.config import load_study
 from workflow_scripts.grid import CELL_PATTERN, HEAD_PATTERN, MODEL_PATTERN, STAGE_PATTERN, cell_name, join_run_id
 from workflow_scripts.model_source import base_model_ref
@@ -20,6 +21,9 @@ min_version("9.0")
 STUDY = load_study(config)
 CFG = STUDY.config
 THREADS = CFG["threads"]
+# The user's partition, account, QoS, constraint (slurm/cluster.yaml or $LRBS_CLUSTER, not in
+# git), checked against the cluster before any job: workflow_scripts/cluster.py.
+CLUSTER = cluster_names(workflow.basedir)
 
 
 wildcard_constraints:
@@ -113,7 +117,7 @@ def get_sample_dirs(wildcards):
 
 def cluster_resources(job, gpu, cells=1):
     """What a train or evaluate job asks SLURM for (sbatch --gpus=[MODEL:]N --cpus-per-gpu --mem
-    -t), per model from the study config (a 1.7B cell needs more than a 135M one), for a job
+    -t, and -p -A --qos -C from the user's cluster file), per model from the study config (a 1.7B cell needs more than a 135M one), for a job
     of ``cells`` cells (a pack: host memory and CPUs for K processes on one GPU). mem_mb grows
     with the attempt of a retried job (a job killed for memory gets more); runtime does not: a
     retried cell resumes from its last checkpoint, and a partition refuses a time limit over
@@ -124,6 +128,7 @@ def cluster_resources(job, gpu, cells=1):
         "runtime": model_resource(job, "runtime"),
         "gpu": gpu,
         "cpus_per_gpu": model_resource(job, "cpus_per_gpu", cells),
+        **CLUSTER,
     }
     if any(STUDY.resources(m, job)["gpu_model"] for m in STUDY.models):  # else not even a constant
         out["gpu_model"] = model_resource(job, "gpu_model")

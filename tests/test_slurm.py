@@ -1,7 +1,7 @@
 """The demo study through real `sbatch` on a single-node SLURM cluster (tests/slurm_cluster.py),
-with the project's own profile (slurm/config.yaml): only the partition names, the status
-command and the first status check's delay are set for the test cluster (and an account,
-if the profile names one, is dropped: the test cluster has none).
+with the project's own profile (slurm/config.yaml): only the status command and the first
+status check's delay are set for the test cluster; the partition comes from a cluster file
+outside the repository ($LRBS_CLUSTER), as a user keeps theirs.
 
 Needs root (the daemons run as root; slurm-wlm and munge are apt-installed on first use).
 Elsewhere the module skips, except with LRBS_REQUIRE_SLURM=1 (CI), where that is a failure.
@@ -49,16 +49,11 @@ def cluster(tmp_path_factory):
 
 
 def cluster_profile(folder: Path) -> Path:
-    """The project's slurm/ profile with the test cluster's partition and status settings."""
+    """The project's slurm/ profile with the test cluster's status settings. It names no
+    partition or account: those come from the user's cluster file, outside git."""
     profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
-    resources = dict(profile.get("default-resources") or {})
-    resources["slurm_partition"] = GPU_PARTITION
-    # the test cluster has no accounts (and no slurmdbd to check one against)
-    resources.pop("slurm_account", None)
-    profile["default-resources"] = resources
-    for value in (profile.get("set-resources") or {}).values():
-        if "slurm_partition" in (value or {}):
-            value["slurm_partition"] = GPU_PARTITION
+    names = {"slurm_partition", "slurm_account", "qos", "constraint"}
+    assert not names & set(profile.get("default-resources") or {}), "cluster names belong in slurm/cluster.yaml"
     profile.update(TEST_PROFILE_OVERRIDES)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
@@ -68,6 +63,14 @@ def cluster_profile(folder: Path) -> Path:
 def profile_args(folder: Path) -> list[str]:
     """Snakemake arguments: the test cluster's copy of the profile."""
     return ["--profile", str(cluster_profile(folder))]
+
+
+def cluster_env(cluster, folder: Path, **names) -> dict:
+    """The cluster's environment with $LRBS_CLUSTER naming a file of these cluster names (as a
+    user keeps them, outside the repository; the test cluster has no accounts)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cluster.yaml").write_text(yaml.safe_dump(names))
+    return {**cluster.env, "LRBS_CLUSTER": str(folder / "cluster.yaml")}
 
 
 def submitted(stdout: str) -> dict[str, str]:
@@ -96,7 +99,7 @@ def runs(cluster, tmp_path_factory):
     args = [*profile_args(base / "profile"), *until]
     with ThreadPoolExecutor(2) as pool:
         local = pool.submit(snakemake, local_dir, cfg, "--cores", "2", *until)
-        on_slurm = snakemake(slurm_dir, cfg, *args, env=cluster.env)
+        on_slurm = snakemake(slurm_dir, cfg, *args, env=cluster_env(cluster, base / "site", partition=GPU_PARTITION))
         local.result()
     log = on_slurm.stdout + on_slurm.stderr
     return {"slurm": slurm_dir, "local": local_dir, "log": log, "jobs": cluster.jobs(), "submitted": submitted(log)}
@@ -174,3 +177,14 @@ def test_cells_per_gpu_ran_two_cells_in_one_slurm_job_at_once(runs):
     for run_id in cells:
         assert (runs["slurm"] / "results/runs" / run_id / "model/model.safetensors").exists()
         assert "[train] done" in (runs["slurm"] / "results/logs/train" / f"{run_id}.log").read_text()
+
+
+def test_a_partition_the_cluster_lacks_stops_the_run_before_any_sbatch(cluster, tmp_path):
+    cfg = write_config(small_study(ratios=(1e-3,)), tmp_path / "study.yaml")
+    env = cluster_env(cluster, tmp_path / "site", partition="gpu-a100")
+    before = {job["JobId"] for job in cluster.jobs()}
+    proc = snakemake(tmp_path, cfg, *profile_args(tmp_path / "profile"), check=False, env=env)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "partition 'gpu-a100' does not exist on this cluster" in out and f"{GPU_PARTITION}" in out, out[-2000:]
+    assert submitted(out) == {} and {job["JobId"] for job in cluster.jobs()} == before, out[-2000:]  # no sbatch
