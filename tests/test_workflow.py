@@ -282,33 +282,33 @@ def test_packs_group_cells_of_one_ratio_and_adding_a_ratio_adds_packs(tmp_path):
 
 
 def test_profile_dry_run_shows_what_each_training_job_asks_for(tmp_path):
-    """`snakemake --profile slurm -n` from the repository root (where ./slurm is found)."""
+    """`snakemake --profile slurm -n` from the repository root (where ./slurm is found), with the
+    user's cluster names in a file outside the repository ($LRBS_CLUSTER), and without."""
+    import os
     import subprocess
     import sys
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--profile",
-            "slurm",
-            "-n",
-            "-d",
-            str(tmp_path),
-            "--configfile",
-            str(REPO / "config.yaml"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    blocks = proc.stdout.split("\n\n")
-    train = [b for b in blocks if re.search(r"^\s*rule train:", b, re.M)]
-    assert len(train) == 42
-    for b in train:  # config.yaml: smollm2-135m's train resources, one GPU per cell, the GPU partition
-        res = re.search(r"resources: (.*)", b).group(1)
-        for want in ("gpu=1", "mem_mb=32000", "runtime=360", "cpus_per_gpu=8", "slurm_partition=gpu"):
+    def train_resources(env):
+        cmd = [sys.executable, "-m", "snakemake", "--profile", "slurm", "-n", "-d", str(tmp_path)]
+        proc = subprocess.run(
+            [*cmd, "--configfile", str(REPO / "config.yaml")],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        blocks = proc.stdout.split("\n\n")
+        train = [b for b in blocks if re.search(r"^\s*rule train:", b, re.M)]
+        assert len(train) == 42
+        return [re.search(r"resources: (.*)", b).group(1) for b in train]
+
+    (tmp_path / "cluster.yaml").write_text("partition: gpu\nqos: long\n")
+    env = dict(os.environ, LRBS_CLUSTER=str(tmp_path / "cluster.yaml"))
+    for res in train_resources(env):  # config.yaml: smollm2-135m's train resources, one GPU per cell
+        for want in ("gpu=1", "mem_mb=32000", "runtime=360", "cpus_per_gpu=8", "slurm_partition=gpu", "qos=long"):
             assert want in res, (want, res)
+    (tmp_path / "none.yaml").write_text("")  # no names (whatever slurm/cluster.yaml a developer keeps):
+    env["LRBS_CLUSTER"] = str(tmp_path / "none.yaml")  # the cluster's default partition; the profile names none
+    assert not any("slurm_partition" in res for res in train_resources(env))
