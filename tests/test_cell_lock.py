@@ -157,3 +157,23 @@ def test_a_filesystem_without_flock_trains_unguarded_with_a_warning(tmp_path, mo
     with claim([job], say=lines.append, **FAST) as todo:
         assert todo == {0: None}
     assert "WARNING" in lines[0] and "tiny-llama/sft/r1e-03_bs4_s0" in lines[0] and "NFS" in lines[0]
+
+
+def test_the_cells_finished_with_todays_spec_are_listed_for_cleanup_metadata(tmp_path):
+    """After a head died, these outputs are kept with `snakemake --cleanup-metadata`, where
+    `--rerun-incomplete` would delete and retrain them."""
+    from conftest import small_study
+
+    from workflow_scripts.config import load_study
+
+    study = load_study(small_study(ratios=(1e-4, 1e-3, 3e-3)))
+    done, other, half = study.cells
+    for cell, spec in ((done, study.training_spec(done)), (other, {**study.training_spec(other), "seed": 9})):
+        d = tmp_path / "results/runs" / cell.run_id
+        (d / "model").mkdir(parents=True)
+        (d / "log_history.json").write_text("[]")
+        (d / "run.json").write_text(json.dumps({"status": "ok", "spec": spec}))
+    (tmp_path / "results/runs" / half.run_id / "model").mkdir(parents=True)  # killed before run.json
+    rid = done.run_id
+    want = [f"results/runs/{rid}/model", f"results/runs/{rid}/run.json", f"results/runs/{rid}/log_history.json"]
+    assert cell_lock.finished_outputs(study, tmp_path) == want

@@ -51,6 +51,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from . import layout
+
 LOCK_NAME = ".train.lock"
 POLL_S = 5.0  # how often a waiting job tries the lock again
 NOTICE_S = 60.0  # how often it says who it waits for
@@ -190,3 +192,37 @@ def claim(
         for fd in held.values():
             if fd is not None:
                 os.close(fd)  # not LOCK_UN: a cell's process that inherited the lock keeps it
+
+
+def finished_outputs(study, workdir: str | Path = ".") -> list[str]:
+    """The outputs of every cell of ``study`` that trained to the end with the spec it would
+    train with now (``finished``), relative to ``workdir``. After a head died, Snakemake marks
+    the outputs of cells that finished while no head watched them incomplete; ``snakemake
+    --cleanup-metadata`` on these keeps them, where ``--rerun-incomplete`` would delete and
+    retrain them (docs/slurm.md, "Running for days")."""
+    out = []
+    for cell in study.cells:
+        cell_dir = layout.for_cell(layout.CELL_DIR, cell.run_id)
+        if finished({"spec": study.training_spec(cell), "out_dir": Path(workdir) / cell_dir}):
+            out += [layout.for_cell(t, cell.run_id) for t in (layout.CELL_MODEL, layout.RUN_JSON, layout.HISTORY)]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    import yaml
+
+    from .config import load_study
+
+    parser = argparse.ArgumentParser(description="Outputs of the cells that finished (for --cleanup-metadata).")
+    parser.add_argument("--configfile", default="config.yaml", help="the study config (default config.yaml)")
+    parser.add_argument("-d", "--directory", default=".", help="the working directory (where results/ is)")
+    args = parser.parse_args(argv)
+    study = load_study(yaml.safe_load(Path(args.configfile).read_text()), base_dir=args.directory)
+    print("\n".join(finished_outputs(study, args.directory)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
