@@ -39,20 +39,21 @@ def test_a_two_process_cell_keeps_the_effective_batch_exact(base, tmp_path):
     assert text.count("[train] done") == 1  # one process writes the outputs and reports
 
 
+def pack_jobs(study, base, out):
+    """One job per cell of ``study``, on the module's tiny base model, each with its own log."""
+    return [
+        cell_job(
+            study.training_spec(c), base / "base", base / "sft.jsonl", out / c.name, log=str(out / f"{c.name}.log")
+        )
+        for c in study.cells
+    ]
+
+
 def test_a_pack_trains_its_cells_at_the_same_time_each_with_its_own_outputs(base, tmp_path):
     cfg = small_study(ratios=(1e-3,), batch_sizes=(4, 8), train_examples=48)
     cfg["stages"]["sft"]["cells_per_gpu"] = 2
     study = load_study(cfg)
-    jobs = [
-        cell_job(
-            study.training_spec(c),
-            base / "base",
-            base / "sft.jsonl",
-            tmp_path / c.name,
-            log=str(tmp_path / f"{c.name}.log"),
-        )
-        for c in study.cells
-    ]
+    jobs = pack_jobs(study, base, tmp_path)
     run_cells(jobs, tmp_path / ".pack")
     runs = [json.loads((tmp_path / c.name / "run.json").read_text()) for c in study.cells]
     spans = [(dt.datetime.fromisoformat(r["started"]), dt.datetime.fromisoformat(r["finished"])) for r in runs]
@@ -69,16 +70,7 @@ def test_a_pack_trains_its_cells_at_the_same_time_each_with_its_own_outputs(base
 def test_a_failing_cell_fails_the_pack_after_the_others_finish(base, tmp_path):
     cfg = small_study(ratios=(1e-3,), batch_sizes=(4, 8), train_examples=48)
     study = load_study(cfg)
-    jobs = [
-        cell_job(
-            study.training_spec(c),
-            base / "base",
-            base / "sft.jsonl",
-            tmp_path / c.name,
-            log=str(tmp_path / f"{c.name}.log"),
-        )
-        for c in study.cells
-    ]
+    jobs = pack_jobs(study, base, tmp_path)
     jobs[1]["base_model"] = str(tmp_path / "no-such-model")
     with pytest.raises(RuntimeError, match=r"1 of 2 cells failed: tiny-llama/sft/r1e-03_bs8_s0"):
         run_cells(jobs, tmp_path / ".pack")
