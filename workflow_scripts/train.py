@@ -62,12 +62,8 @@ def check_parent(base_model: str | Path, spec: dict) -> None:
 
 def last_checkpoint(trainer_dir: Path) -> Path | None:
     """The newest complete checkpoint-N folder (Trainer writes trainer_state.json last)."""
-    found = [
-        p
-        for p in Path(trainer_dir).glob("checkpoint-*")
-        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()
-    ]
-    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+    found = [p for p in Path(trainer_dir).glob("checkpoint-*") if _step(p) >= 0 and (p / "trainer_state.json").exists()]
+    return max(found, key=_step, default=None)
 
 
 def delete_checkpoints(out_dir: str | Path, spec: dict, status: str) -> dict:
@@ -95,6 +91,7 @@ def delete_checkpoints(out_dir: str | Path, spec: dict, status: str) -> dict:
 
 
 def _step(path: Path) -> int:
+    """The step N of a ``checkpoint-N`` folder (-1 for any other name)."""
     tail = path.name.split("-")[-1]
     return int(tail) if tail.isdigit() else -1
 
