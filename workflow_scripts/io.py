@@ -22,6 +22,19 @@ def _fault_point(path: Path) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _umask() -> int:
+    """This process's umask, without changing it (Linux reports it in /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and set it back at once
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     """Yield a temporary path beside ``path``; rename it into place only on success.
@@ -34,6 +47,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None):
     for stale in path.parent.glob(f".{path.name}.*"):
         stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+    # mkstemp makes the file 0600; give it the mode any other file of the user's gets (umask),
+    # or a collaborator of the user's group could not read the results
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     try:
         yield Path(tmp)
