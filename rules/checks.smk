@@ -2,21 +2,23 @@
 # wrong numbers (local rules: seconds to minutes on the login node).
 
 
-# Would lm-eval cut any built-in task's prompt (few-shot exemplars, chat template and all)
-# to fit evaluation.max_length? Fails naming the task, its longest prompt and the
-# max_length it needs; writes the per-task measurement when everything fits.
-# (workflow_scripts/prompt_fit.py; rule evaluate waits for it in studies with built-in tasks)
+# Would lm-eval cut any prompt of a built-in task (few-shot exemplars, chat template and
+# all) to fit evaluation.max_length? Fails naming the task, its longest prompt and the
+# max_length it needs; writes the measurement when everything fits. One job per (model,
+# built-in task), so adding a task checks only it (workflow_scripts/prompt_fit.py; the task's
+# evaluate jobs wait for it).
 rule check_prompts:
     input:
         unpack(get_check_prompts_inputs),
     output:
         layout.PROMPT_CHECK,
     log:
-        f"{layout.LOGS}/checks/prompts_{{model}}.log",
+        f"{layout.LOGS}/checks/prompts/{{model}}/{{task}}.log",
     benchmark:
-        f"{layout.TIMINGS}/checks/prompts_{{model}}.tsv"
+        f"{layout.TIMINGS}/checks/prompts/{{model}}/{{task}}.tsv"
     wildcard_constraints:
         model=inputs.one_of(STUDY.models if BUILTIN_TASKS else []),
+        task=inputs.one_of(BUILTIN_TASKS),
     conda:
         "../envs/eval.yaml"
     resources:
@@ -27,8 +29,8 @@ rule check_prompts:
         model=lambda w: {k: v for k, v in STUDY.models[w.model].items() if k != "resources"},
         # name and sha256 of the model's chat template: editing a template file checks again
         template=lambda w: chat_template_spec(STUDY.models[w.model], STUDY.base_dir),
-        tasks={name: STUDY.tasks[name] for name in BUILTIN_TASKS},
-        benchmark_dirs=EVAL_DATA_DIRS,
-        evaluation={k: CFG["evaluation"][k] for k in ("max_length", "apply_chat_template", "limit", "backend")},
+        tasks=check_param("tasks"),
+        benchmark_dirs=check_param("benchmark_dirs"),
+        evaluation=check_param("evaluation"),
     script:
         "../workflow_scripts/entry/check_prompts.py"

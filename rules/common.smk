@@ -7,7 +7,7 @@ sys.path.insert(0, workflow.basedir)  # import workflow_scripts without installi
 
 from snakemake.utils import min_version
 
-from workflow_scripts import inputs, layout
+from workflow_scripts import evaluations, inputs, layout
 from workflow_scripts.chat_template import spec_entry as chat_template_spec
 from workflow_scripts.cluster import cluster_names
 from workflow_scripts.config import load_study
@@ -53,25 +53,34 @@ def get_cell(wildcards):
 
 
 # constants (computed once): Snakemake calls a function once per job, most of a large dry run
-TEST_FILES = inputs.synthetic_test_files(STUDY)
 TRAIN_FILES = inputs.synthetic_train_files(STUDY)
 BUILTIN_TASKS = inputs.builtin_task_names(STUDY)
-EVAL_DATA_DIRS = inputs.eval_data_dirs(STUDY)
-EVAL_DATA_INPUTS = inputs.eval_data_inputs(STUDY)
+# which evaluation scores each (cell, task): per-task files, or a cell's all-tasks evaluation
+# of an earlier version where it still holds (workflow_scripts/evaluations.py)
 AGGREGATE_CELLS = inputs.aggregate_cells(STUDY)
+inputs.check_weights_for_evaluations(STUDY, AGGREGATE_CELLS)  # never retrain to evaluate
+SAMPLE_DIRS = inputs.sample_dirs(AGGREGATE_CELLS, STUDY.tasks)
+EVALUATE_JOBS = inputs.evaluate_jobs(STUDY)
 
 
-def prompt_check_input():
-    """The extra input of the evaluate jobs: the model's passed prompt-length check (checks.smk),
-    only in a study with built-in tasks; nothing at all (no input, no function call per job)
-    in a synthetic-only study, whose finished jobs therefore stay finished. ancient(): a
-    check that runs again (new template, new data) gates evaluations still to come, and
-    does not make finished evaluations out of date."""
-    return {"prompts": ancient(layout.PROMPT_CHECK)} if BUILTIN_TASKS else {}
+def get_prompt_check(wildcards):
+    """A built-in task's evaluate job waits for the task's passed prompt-length check for the
+    model (checks.smk); a synthetic task's has no such input. Not ancient(): the check runs
+    again only when something that changes the scores changed (inputs.check_prompts_params),
+    and Snakemake skips a job's own params check below a job that must run (an ancient input
+    would then hide a changed score setting)."""
+    if EVALUATE_JOBS[wildcards.task]["prompt_check"]:
+        return layout.fill(layout.PROMPT_CHECK, model=wildcards.model, task=wildcards.task)
+    return []
 
 
 def get_check_prompts_inputs(wildcards):
-    return inputs.check_prompts_inputs(STUDY, wildcards.model)
+    return inputs.check_prompts_inputs(STUDY, wildcards.model, wildcards.task)
+
+
+def check_param(key):
+    """One of a check_prompts job's params: its task's definition and data, the settings."""
+    return lambda wildcards: EVALUATE_JOBS[wildcards.task]["check_params"][key]
 
 
 def get_stage_data_inputs(wildcards):
@@ -108,11 +117,20 @@ def get_prefetch_targets(wildcards):
 
 
 def get_aggregate_inputs(wildcards):
-    return [path for c in AGGREGATE_CELLS for key, path in c.items() if key != "run_id"]
+    return [path for c in AGGREGATE_CELLS for path in evaluations.paths(c)]
 
 
 def get_sample_dirs(wildcards):
-    return inputs.sample_dirs(STUDY)
+    return SAMPLE_DIRS
+
+
+def get_task_data(wildcards):
+    return EVALUATE_JOBS[wildcards.task]["inputs"]
+
+
+def evaluate_param(key):
+    """One of an evaluate job's params: its task's definition, data or scoring settings."""
+    return lambda wildcards: EVALUATE_JOBS[wildcards.task]["params"][key]
 
 
 def cluster_resources(job, gpu, cells=1):

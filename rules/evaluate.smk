@@ -1,35 +1,35 @@
-# lm-eval on every trained cell (all of the study's tasks in one model load).
+# lm-eval: one job per (cell, task), so a task added to a finished study is the only one evaluated.
 
 
 rule evaluate:
     input:
-        **prompt_check_input(),
         model=layout.CELL_MODEL,
         run=layout.RUN_JSON,
-        # constants, not functions: Snakemake calls a function once per job (1,000-cell dry run)
-        tests=list(TEST_FILES.values()),
-        benchmarks=EVAL_DATA_INPUTS,
-        # built-in tasks only: the check that no prompt would be cut (rules/checks.smk)
-    # protected: a rerun refuses to replace raw evaluation outputs (to re-evaluate a cell on
-    # purpose, delete its eval/ folder first); every evaluation is also hard-linked into
-    # results/archive/<run id>/, which nothing deletes (protected() cannot stop root)
+        data=get_task_data,
+        prompts=get_prompt_check,
+    # not protected(): a rerun (a score setting or the task changed) replaces the files, and
+    # an ordinary user is never refused; every evaluation stays in results/archive/<run id>/eval,
+    # written in lm-eval's own layout (results_<time>.json, samples_<task>_<time>.jsonl), which
+    # nothing deletes
     output:
-        results=protected(layout.EVAL_RESULTS),
-        samples=protected(directory(layout.EVAL_SAMPLES)),
+        results=layout.EVAL_TASK_RESULTS,
+        samples=directory(layout.EVAL_TASK_SAMPLES),
     log:
-        f"{layout.LOGS}/evaluate/{layout.CELL}.log",
+        f"{layout.LOGS}/evaluate/{layout.CELL}/{{task}}.log",
     benchmark:
-        f"{layout.TIMINGS}/evaluate/{layout.CELL}.tsv"
+        f"{layout.TIMINGS}/evaluate/{layout.CELL}/{{task}}.tsv"
     conda:
         "../envs/eval.yaml"
     threads: THREADS
     resources:
         **cluster_resources("evaluate", gpu=1),
+    # what decides the scores, and only that: batch size and backend reach the job through
+    # the config (workflow_scripts/evaluations.py, SPEED_SETTINGS), so changing them
+    # re-evaluates nothing
     params:
-        tasks=STUDY.tasks,
-        test_files=TEST_FILES,
-        benchmark_dirs=EVAL_DATA_DIRS,
-        evaluation=CFG["evaluation"],
+        task=evaluate_param("task"),
+        data=evaluate_param("data"),
+        scoring=evaluate_param("scoring"),
         archive=layout.EVAL_ARCHIVE,
     script:
         "../workflow_scripts/entry/evaluate.py"

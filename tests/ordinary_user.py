@@ -9,6 +9,7 @@ refuses for a user silently overwrites them as root; the same for every permissi
     run_as_user(cmd, *, cwd, env=None, timeout=600)     a command as the user, in a clean env
     snakemake_as_user(workdir, configfile, *args, check=True, timeout=1200, env=None)
                                                         conftest.snakemake(), as the user
+    popen_as_user(cmd, *, cwd, env=None)                run_as_user, started and not waited for
     user_dir(tmp_path, name="user") -> Path             a folder the user writes, linked in tmp_path
 
 Root's Python is a pyenv build under /root (mode 700): no other user can run it. The user's
@@ -141,7 +142,8 @@ def user_python() -> Path:
     return python
 
 
-def _run_as(cmd, python: Path, *, cwd, env=None, timeout=600) -> subprocess.CompletedProcess:
+def _as_user(cmd, python: Path, env=None) -> tuple[list[str], dict]:
+    """The command line and environment that run ``cmd`` as the user."""
     uid, gid, home = ensure_user()
     name = pwd.getpwuid(uid).pw_name
     clean = {
@@ -160,8 +162,18 @@ def _run_as(cmd, python: Path, *, cwd, env=None, timeout=600) -> subprocess.Comp
         **(env or {}),
     }
     become = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--init-groups", "--"] if IS_ROOT else []
-    cmd = [*become, *map(str, cmd)]
+    return [*become, *map(str, cmd)], clean
+
+
+def _run_as(cmd, python: Path, *, cwd, env=None, timeout=600) -> subprocess.CompletedProcess:
+    cmd, clean = _as_user(cmd, python, env)
     return subprocess.run(cmd, cwd=cwd, env=clean, capture_output=True, text=True, timeout=timeout)
+
+
+def popen_as_user(cmd, *, cwd, env=None) -> subprocess.Popen:
+    """``cmd`` as the user, started and not waited for (stdout and stderr piped, text)."""
+    cmd, clean = _as_user(cmd, user_python(), env)
+    return subprocess.Popen(cmd, cwd=cwd, env=clean, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def run_as_user(cmd, *, cwd, env=None, timeout=600) -> subprocess.CompletedProcess:

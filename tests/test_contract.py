@@ -1,6 +1,7 @@
 """What a cell computes is a contract: the training spec of each cell (rule train's params, and
-run.json's record) and the evaluation settings (rule evaluate's params) of the shipped studies
-are pinned in tests/golden/specs.json.
+run.json's record), the params of each task's evaluation (rule evaluate's, one job per cell and
+task) and of each built-in task's prompt check (rule check_prompts', an input of the task's
+evaluations) in the shipped studies are pinned in tests/golden/specs.json.
 
 Snakemake reruns every job whose params changed, so a new, renamed or re-valued key retrains
 (or re-evaluates) every finished cell of every user's grid. Changing this file must be a
@@ -22,16 +23,19 @@ STUDIES = ["studies/demo.yaml", "config.yaml", "studies/smoltulu-1.7b.yaml"]
 
 
 def contract(configfile: str) -> dict:
-    """The params Snakemake records per job of a study: every cell's spec, and the evaluation's
-    tasks and settings."""
+    """The params Snakemake records per job of a study: every cell's spec, each task's
+    evaluation params (the same for every cell) and each built-in task's check params."""
     import yaml
 
     from workflow_scripts.config import load_study
+    from workflow_scripts.inputs import evaluate_jobs
 
     study = load_study(yaml.safe_load((REPO / configfile).read_text()), base_dir=REPO)
+    jobs = evaluate_jobs(study)
     return {
         "train": {c.run_id: study.training_spec(c) for c in study.cells},
-        "evaluate": {"tasks": study.tasks, "evaluation": study.config["evaluation"]},
+        "evaluate": {task: job["params"] for task, job in jobs.items()},
+        "check_prompts": {task: job["check_params"] for task, job in jobs.items() if job["check_params"]},
     }
 
 
@@ -72,6 +76,15 @@ def test_an_added_spec_key_is_caught(monkeypatch):
     diff = differences(json.loads(GOLDEN.read_text()), current())
     assert "added studies/demo.yaml.train.tiny-llama/sft/r1e-04_bs8_s0.new_key" in diff
     assert len(diff) == sum(len(v["train"]) for v in json.loads(GOLDEN.read_text()).values())
+
+
+def test_an_added_score_setting_is_caught(monkeypatch):
+    from workflow_scripts import evaluations
+
+    monkeypatch.setattr(evaluations, "SCORE_SETTINGS", (*evaluations.SCORE_SETTINGS, "batch_size"))
+    diff = differences(json.loads(GOLDEN.read_text()), current())
+    assert "added studies/demo.yaml.evaluate.arith.scoring.batch_size" in diff
+    assert len(diff) == sum(len(v["evaluate"]) for v in json.loads(GOLDEN.read_text()).values())
 
 
 if __name__ == "__main__":

@@ -93,7 +93,9 @@ def test_dag_chains_sft_parent_dpo_cells_and_evaluations(tmp_path):
     from test_workflow import planned_jobs
 
     cfg = write_config(with_dpo(small_study(ratios=(1e-4, 1e-3)), ratios=(1e-5, 1e-3)), tmp_path / "s.yaml")
-    out = snakemake(tmp_path, cfg, "-n", "results/runs/tiny-llama/dpo/r1e-05_bs4_s0/eval/results.json").stdout
+    out = snakemake(
+        tmp_path, cfg, "-n", "results/runs/tiny-llama/dpo/r1e-05_bs4_s0/eval/tasks/arith/results.json"
+    ).stdout
     jobs = planned_jobs(out)
     trained = sorted(w["stage"] + "/" + w["cell"] for r, w in jobs if r == "train")
     # one DPO cell needs only its parent SFT cell, not the rest of the SFT grid

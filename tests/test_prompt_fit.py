@@ -145,16 +145,18 @@ def test_check_rule_refuses_the_study_before_any_evaluation(smollm2, data, tmp_p
     cfg["evaluation"]["max_length"] = 2048
     path = write_config(cfg, tmp_path / "study.yaml")
     jobs = snakemake(tmp_path, path, "-n").stdout.split("\nrule ")
-    assert sum(j.startswith("check_prompts:") for j in jobs) == 1
-    evaluate = [j for j in jobs if j.startswith("evaluate:")]  # each waits for the model's check
-    assert evaluate and all("results/checks/prompts/smollm2.json" in j.splitlines()[1] for j in evaluate)
+    assert sum(j.startswith("check_prompts:") for j in jobs) == 1  # one per (model, built-in task)
+    evaluate = [j for j in jobs if j.startswith("evaluate:")]
+    bbh = [j for j in evaluate if "task=bbh" in j]  # bbh's evaluations wait for its check, the others do not
+    assert len(bbh) == 1 and all("results/checks/prompts/smollm2/bbh.json" in j.splitlines()[1] for j in bbh)
+    assert not any("results/checks" in j.splitlines()[1] for j in evaluate if j not in bbh)
 
-    proc = snakemake(tmp_path, path, "--cores", "1", "results/checks/prompts/smollm2.json", check=False)
+    proc = snakemake(tmp_path, path, "--cores", "1", "results/checks/prompts/smollm2/bbh.json", check=False)
     assert proc.returncode != 0 and "Error in rule check_prompts" in proc.stdout + proc.stderr
-    log = (tmp_path / "results/logs/checks/prompts_smollm2.log").read_text()
+    log = (tmp_path / "results/logs/checks/prompts/smollm2/bbh.log").read_text()
     assert "PromptsDoNotFit: evaluation.max_length 2048 cuts bbh prompts: longest 2,3" in log
     assert "set evaluation.max_length: 3584 or more" in log
-    assert not (tmp_path / "results/checks/prompts/smollm2.json").exists()
+    assert not (tmp_path / "results/checks/prompts/smollm2/bbh.json").exists()
 
 
 def test_a_synthetic_only_study_has_no_check(tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 
+import conftest
 import pandas as pd
 import pytest
 from conftest import small_study, snakemake, write_config
@@ -23,9 +24,24 @@ def diverging_study(tmp_path_factory):
 def test_weights_deleted_after_evaluation_are_not_retrained(diverging_study):
     runs = diverging_study / "results/runs/tiny-llama/sft"
     assert not list(runs.glob("*/model")), "temp() weights are removed once evaluated"
-    assert len(list(runs.glob("*/run.json"))) == 2 and len(list(runs.glob("*/eval/results.json"))) == 2
+    assert len(list(runs.glob("*/run.json"))) == 2 and len(list(runs.glob("*/eval/tasks/*/results.json"))) == 2 * 4
     dry = snakemake(diverging_study, diverging_study / "study.yaml", "-n")
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_a_task_added_after_the_weights_were_deleted_is_refused_not_retrained(diverging_study, tmp_path):
+    """Evaluating a new task would need the deleted weights, so Snakemake would train the cells
+    again: the run stops before any job, naming the cells, the task and the way out."""
+    from test_builtin_tasks import write_benchmark
+
+    study = conftest.load_yaml(diverging_study / "study.yaml")
+    write_benchmark("arc_challenge", tmp_path / "arc")
+    study["tasks"]["arc_challenge"] = {"category": "reasoning", "metric": "acc,none", "data_dir": str(tmp_path / "arc")}
+    proc = snakemake(diverging_study, write_config(study, tmp_path / "added.yaml"), "-n", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "rule train" not in out
+    assert "retention.delete_weights_after_eval: 2 finished cell(s) have no weights" in out, out[-3000:]
+    assert "task(s) ['arc_challenge']" in out and "results/runs/tiny-llama/sft/r1e-03_bs4_s0/run.json" in out
 
 
 def test_diverged_cell_is_stopped_early_and_recorded(diverging_study):
@@ -35,7 +51,9 @@ def test_diverged_cell_is_stopped_early_and_recorded(diverging_study):
     assert "loss" in run["diverged"]["reason"]
     ok = json.loads((diverging_study / "results/runs/tiny-llama/sft/r1e-03_bs4_s0/run.json").read_text())
     assert ok["status"] == "ok" and ok["optimizer_steps"] == 24 and ok["diverged"] is None
-    skipped = json.loads((diverging_study / "results/runs/tiny-llama/sft/r5e+00_bs4_s0/eval/results.json").read_text())
+    skipped = json.loads(
+        (diverging_study / "results/runs/tiny-llama/sft/r5e+00_bs4_s0/eval/tasks/arith/results.json").read_text()
+    )
     assert skipped["status"] == "skipped" and skipped["results"] == {}
 
 
@@ -56,19 +74,20 @@ def test_tables_carry_status_and_never_a_made_up_score(diverging_study):
 
 def test_killed_jobs_leave_no_final_file_reruns_complete_and_tables_are_deterministic(tmp_path):
     cfg = write_config(small_study(ratios=(1e-3,), train_examples=16), tmp_path / "study.yaml")
-    results = tmp_path / "results/runs/tiny-llama/sft/r1e-03_bs4_s0/eval/results.json"
+    results = tmp_path / "results/runs/tiny-llama/sft/r1e-03_bs4_s0/eval/tasks/arith/results.json"
     scores = tmp_path / "results/tables/scores.csv"
 
     # 1. the evaluation job kills itself (SIGKILL) after writing its temporary results file
     proc = snakemake(tmp_path, cfg, "--cores", "2", check=False, env={FAULT_ENV: "results.json"})
     assert proc.returncode != 0
     assert not results.exists() and not scores.exists()
-    assert list(results.parent.glob(".results.json.*")), "the killed job had written a temporary file"
+    # (each task's evaluation is its own job: whichever ran first was killed)
+    assert list(results.parent.parent.glob("*/.results.json.*")), "the killed job had written a temporary file"
 
     # 2. the rerun evaluates; now the aggregation job is killed while writing scores.csv
     proc = snakemake(tmp_path, cfg, "--cores", "2", check=False, env={FAULT_ENV: "scores.csv"})
     assert proc.returncode != 0
-    assert results.exists() and not list(results.parent.glob(".results.json.*"))
+    assert results.exists() and not list(results.parent.parent.glob("*/.results.json.*"))
     assert not scores.exists() and list(scores.parent.glob(".scores.csv.*"))
 
     # 3. a plain rerun completes everything

@@ -86,9 +86,11 @@ def runs(cluster, tmp_path_factory):
     """The same small study run through the slurm profile and locally (--cores 2), at once.
 
     Its two cells share a ratio and cells_per_gpu is 2: they train as one pack, in one SLURM
-    job, at the same time on one GPU; each is then evaluated in its own job."""
+    job, at the same time on one GPU; each is then evaluated in its own jobs, one per task
+    (two tasks here: one generative, one multiple choice, as SLURM jobs add up)."""
     base = tmp_path_factory.mktemp("slurm_study")
     study = small_study(ratios=(1e-3,), batch_sizes=(4, 8))
+    study["tasks"] = {k: v for k, v in study["tasks"].items() if k in ("arith", "compare")}
     study["stages"]["sft"]["cells_per_gpu"] = 2
     cfg = write_config(study, base / "study.yaml")
     slurm_dir, local_dir = base / "slurm", base / "local"
@@ -123,7 +125,7 @@ def test_train_and_evaluate_ran_as_slurm_jobs_on_the_gpu_partition(runs, cluster
         by_rule.setdefault(rule, []).append(known[job_id])
     # only the GPU rules went to SLURM: data, model building, tables and plots are localrules
     assert sorted(by_rule) == ["evaluate", "train_pack_sft_0"], runs["log"][-3000:]
-    assert len(by_rule["evaluate"]) == len(cells) and len(by_rule["train_pack_sft_0"]) == 1
+    assert len(by_rule["evaluate"]) == 2 * len(cells) and len(by_rule["train_pack_sft_0"]) == 1
     for rule, jobs in by_rule.items():
         for job in jobs:
             assert job["JobState"] == "COMPLETED", job

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from conftest import small_study, tiny_setup
@@ -95,28 +96,37 @@ def test_lm_eval_scores_match_the_per_sample_outputs(prepared, trained, tmp_path
         assert out["results"][name][task["metric"]] == pytest.approx(sum(ok) / len(ok))
 
 
-def test_every_evaluation_is_archived_and_a_rerun_keeps_the_first(prepared, trained, tmp_path):
-    from workflow_scripts.evaluate import archive_evaluation
+def test_every_evaluation_is_archived_in_lm_evals_layout_and_a_rerun_keeps_the_first(prepared, trained, tmp_path):
+    """The archive is what lm-eval's EvaluationTracker writes (results_<time>.json and
+    samples_<task>_<time>.jsonl under the model's sanitised name), found by lm-eval's own
+    file helpers; a re-evaluation adds a dated entry and keeps the first."""
+    from lm_eval.utils import get_latest_filename, get_results_filenames, get_sample_results_filenames
 
     tasks = {"compare": prepared["study"].tasks["compare"]}
     archive = tmp_path / "archive"
     out, samples = tmp_path / "eval" / "results.json", tmp_path / "eval" / "samples"
-    evaluate_cell(
-        str(trained["out"] / "model"), tasks, prepared["test_files"], out, samples, batch_size=8, archive_dir=archive
-    )
-    first = out.read_text()
+    model = str(trained["out"] / "model")
+    evaluate_cell(model, tasks, prepared["test_files"], out, samples, batch_size=8, archive_dir=archive)
+    first = json.loads(out.read_text())
     # a rerun: Snakemake deletes the outputs first, then the job writes them anew
     out.unlink()
     for f in samples.iterdir():
         f.unlink()
-    evaluate_cell(
-        str(trained["out"] / "model"), tasks, prepared["test_files"], out, samples, batch_size=8, archive_dir=archive
-    )
-    kept = sorted(archive.iterdir())
-    assert len(kept) == 2
-    assert (kept[0] / "results.json").read_text() == first
-    assert (kept[0] / "samples" / "compare.jsonl").exists()
-    assert archive_evaluation(out, samples, None) is None
+    evaluate_cell(model, tasks, prepared["test_files"], out, samples, batch_size=8, archive_dir=archive, limit=4)
+    (folder,) = archive.iterdir()  # one folder per model, as lm-eval names it
+    files = sorted(str(f) for f in folder.iterdir())
+    results, sample_files = get_results_filenames(files), get_sample_results_filenames(files)
+    assert len(results) == 2 and len(sample_files) == 2 and len(files) == 4
+    assert all(Path(f).name.startswith("samples_compare_") for f in sample_files)
+    kept = json.loads(Path(min(results)).read_text())
+    assert kept["results"] == first["results"] and kept["config"]["limit"] is None
+    latest = json.loads(Path(get_latest_filename(results)).read_text())
+    assert latest["config"]["limit"] == 4 and latest["results"] == json.loads(out.read_text())["results"]
+    # lm-eval's tracker fields, in the live file as in the archive
+    assert latest["model_name"] == model and latest["chat_template"] and latest["task_hashes"]["compare"]
+    assert latest["pipeline"]["scoring"] == {"limit": 4, "apply_chat_template": True, "max_length": None}
+    rows = [json.loads(x) for x in Path(min(sample_files)).read_text().splitlines()]
+    assert len(rows) == 10 and "gen_args_0" in rows[0]["arguments"]  # lm-eval's sanitised form
 
 
 def test_builtin_task_runs_in_the_evaluate_step_on_local_files(prepared, trained, tmp_path):

@@ -54,6 +54,7 @@ import tarfile
 from pathlib import Path
 
 import conftest
+import pandas as pd
 import pytest
 from conftest import REPO, small_study, write_config
 from test_workflow import planned_jobs
@@ -242,8 +243,13 @@ def _diagnostics(checkout, workdir, configfile, imports, dry_run_output, changed
     )
 
 
-def test_a_study_finished_with_base_needs_nothing_under_the_current_code(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def upgraded(tmp_path_factory):
+    """A small study finished with BASE's code, its checkout then updated in place to the
+    current code: (checkout, study folder, config, BASE's files the update wrote or deleted,
+    folder for import records)."""
     archive = _base_tree_or_skip()
+    tmp_path = tmp_path_factory.mktemp("upgrade")
     checkout, study = tmp_path / "checkout", tmp_path / "study"
     checkout.mkdir()
     study.mkdir()
@@ -252,9 +258,9 @@ def test_a_study_finished_with_base_needs_nothing_under_the_current_code(tmp_pat
         tar.extractall(checkout, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
 
     # the config a user of BASE had: BASE's demo, shrunk as the suite's small study
-    monkeypatch.setattr(conftest, "REPO", checkout)
-    cfg = small_study(ratios=(1e-3,), batch_sizes=(4,), seeds=(0,), train_examples=16)
-    monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(conftest, "REPO", checkout)
+        cfg = small_study(ratios=(1e-3,), batch_sizes=(4,), seeds=(0,), train_examples=16)
     cfg["data"]["synthetic"].update({"train_per_task": 20, "eval_per_task": 4})
     configfile = write_config(cfg, study / "study.yaml")
     profile = f"Using workflow specific profile {checkout / 'profiles' / 'default'} "
@@ -273,8 +279,14 @@ def test_a_study_finished_with_base_needs_nothing_under_the_current_code(tmp_pat
     new_only = _modules(_current_files()) - _modules(old_files)
     assert not new_only & {name for r in old_records for name in r["modules"]}
 
-    # 2. the checkout updated in place to the current code: nothing to do
+    # 2. the checkout updated in place to the current code
     changed = _update_in_place(checkout, old_files)
+    return checkout, study, configfile, changed, tmp_path
+
+
+def test_a_study_finished_with_base_needs_nothing_under_the_current_code(upgraded):
+    checkout, study, configfile, changed, tmp_path = upgraded
+    profile = f"Using workflow specific profile {checkout / 'profiles' / 'default'} "
     new_imports = tmp_path / "imports-current.jsonl"
     proc, out = _snakemake(checkout, study, configfile, new_imports, "-n", timeout=300)
     assert proc.returncode == 0, f"the current code's dry run failed ({proc.returncode}):\n{out[-8000:]}"
@@ -282,3 +294,55 @@ def test_a_study_finished_with_base_needs_nothing_under_the_current_code(tmp_pat
     _assert_imported_from(_imports(new_imports), checkout, "the current code's dry run")
     if planned_jobs(out) or "Nothing to be done" not in out:
         pytest.fail(_diagnostics(checkout, study, configfile, new_imports, out, changed), pytrace=False)
+
+
+# The tests below change the study: they run after the one above (pytest keeps file order).
+LEGACY_EVAL = "results/runs/tiny-llama/sft/r1e-03_bs4_s0/eval"
+
+
+def _legacy_state(study: Path) -> dict:
+    """The cell's evaluation as BASE wrote it (protected: read-only): each file's bytes and mode."""
+    files = sorted(p for p in (study / LEGACY_EVAL).rglob("*") if p.is_file() and "tasks" not in p.parts)
+    return {str(p.relative_to(study)): (p.read_bytes(), p.stat().st_mode) for p in files}
+
+
+def test_a_changed_score_setting_re_evaluates_each_task_beside_the_old_evaluation(upgraded):
+    """BASE evaluated all tasks in one protected job; under the current code a new limit plans
+    one evaluate job per task (none refused: they write their own files), and no training."""
+    checkout, study, configfile, _, tmp_path = upgraded
+    cfg = conftest.load_yaml(configfile)
+    cfg["evaluation"]["limit"] = 2
+    proc, out = _snakemake(checkout, study, write_config(cfg, tmp_path / "limit.yaml"), tmp_path / "i.jsonl", "-n")
+    assert proc.returncode == 0, out[-6000:]
+    jobs = planned_jobs(out)
+    assert sorted(wc["task"] for rule, wc in jobs if rule == "evaluate") == sorted(cfg["tasks"])
+    assert {rule for rule, _ in jobs} == {"evaluate", "aggregate", "statistics", "plots", "all"}
+
+
+def test_a_task_added_after_the_upgrade_is_the_only_one_evaluated(upgraded):
+    """Adding a benchmark (a built-in task on local files) to the study finished with BASE:
+    its one evaluation per cell runs, the old evaluation of the other tasks stays as it was
+    (bytes and read-only mode) and still scores them in the tables."""
+    from test_builtin_tasks import write_benchmark
+
+    checkout, study, configfile, _, tmp_path = upgraded
+    before = _legacy_state(study)
+    scores_before = pd.read_csv(study / "results/tables/scores.csv")
+    cfg = conftest.load_yaml(configfile)
+    write_benchmark("arc_challenge", tmp_path / "arc")
+    cfg["tasks"]["arc_challenge"] = {"category": "reasoning", "metric": "acc,none", "data_dir": str(tmp_path / "arc")}
+    added = write_config(cfg, tmp_path / "added.yaml")
+    proc, out = _snakemake(checkout, study, added, tmp_path / "i.jsonl", "--cores", "2")
+    assert proc.returncode == 0, out[-8000:]
+    jobs = planned_jobs(out)
+    assert [wc["task"] for rule, wc in jobs if rule == "evaluate"] == ["arc_challenge"]
+    assert {rule for rule, _ in jobs} == {"check_prompts", "evaluate", "aggregate", "statistics", "plots", "all"}
+    assert _legacy_state(study) == before
+    scores = pd.read_csv(study / "results/tables/scores.csv")
+    # every old score, unchanged (BASE wrote tables at 6 significant digits)
+    key = ["run_id", "task", "metric"]
+    both = scores_before.merge(scores, on=key, how="left", suffixes=("_base", ""))
+    assert both["value"].to_numpy() == pytest.approx(both["value_base"].to_numpy(), rel=1e-5, nan_ok=True)
+    assert set(scores["task"]) == set(scores_before["task"]) | {"arc_challenge"}
+    proc, out = _snakemake(checkout, study, added, tmp_path / "i.jsonl", "-n")
+    assert "Nothing to be done" in out, out[-4000:]

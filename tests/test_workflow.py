@@ -91,8 +91,8 @@ def test_statistics_tables_in_three_formats(study_dir):
 def test_every_rule_left_a_log_and_a_benchmark(study_dir):
     logs = list((study_dir / "results/logs").rglob("*.log"))
     bench = list((study_dir / "results/benchmarks").rglob("*.tsv"))
-    # 4 task data + sft data + model + 2 x (train + evaluate) + aggregate + statistics + plots
-    assert len(logs) == 13 and len(bench) == 13
+    # 4 task data + sft data + model + 2 x (train + 4 task evaluations) + aggregate + statistics + plots
+    assert len(logs) == 19 and len(bench) == 19
     train_log = (study_dir / "results/logs/train/tiny-llama/sft/r1e-04_bs4_s0.log").read_text()
     assert "[train] step 24/24 (100%)" in train_log
 
@@ -117,9 +117,10 @@ def test_adding_a_ratio_runs_only_the_new_cells(study_dir):
 
     plan = planned_jobs(snakemake(study_dir, cfg, "-n").stdout)
     rules = sorted(rule for rule, _ in plan)
-    assert rules == ["aggregate", "all", "evaluate", "plots", "statistics", "train"], rules
+    assert rules == ["aggregate", "all", *["evaluate"] * 4, "plots", "statistics", "train"], rules
     new = {w["cell"] for rule, w in plan if rule in ("train", "evaluate")}
     assert new == {"r3e-04_bs4_s0"}
+    assert sorted(w["task"] for rule, w in plan if rule == "evaluate") == ["arith", "compare", "format", "sequence"]
 
     snakemake(study_dir, cfg, "--cores", "2")
     after = {p: p.stat().st_mtime_ns for p in runs.rglob("*") if p.is_file()}
@@ -140,8 +141,9 @@ def test_adding_a_ratio_runs_only_the_new_cells(study_dir):
                 "prefetch_model": 1,
                 "prefetch_benchmark": 8,
                 "make_train_data": 2,
+                "check_prompts": 8,  # one per (model, built-in task)
                 "train": 42,
-                "evaluate": 42,
+                "evaluate": 42 * 8,  # one per (cell, task)
                 "aggregate": 1,
                 "statistics": 1,
                 "plots": 1,
@@ -154,8 +156,9 @@ def test_adding_a_ratio_runs_only_the_new_cells(study_dir):
                 "prefetch_model": 1,
                 "prefetch_benchmark": 8,
                 "make_train_data": 3,
+                "check_prompts": 8,
                 "train": 14,
-                "evaluate": 14,
+                "evaluate": 14 * 8,
                 "aggregate": 1,
                 "statistics": 1,
                 "plots": 1,
@@ -240,7 +243,7 @@ def test_freeze_verify_and_a_changed_raw_score_is_named(study_dir):
     assert again.returncode == 2 and "never overwritten" in again.stderr
 
     run_id = manifest["grid"][0]["run_id"]
-    raw = study_dir / "results/runs" / run_id / "eval/results.json"
+    raw = study_dir / "results/runs" / run_id / "eval/tasks/compare/results.json"
     original = raw.read_text()
     data = json.loads(original)
     data["results"]["compare"]["acc,none"] = 0.123456
@@ -275,7 +278,7 @@ def test_packs_group_cells_of_one_ratio_and_adding_a_ratio_adds_packs(tmp_path):
     # 4 cells of one ratio: (bs4 s0, bs4 s1) and (bs8 s0, bs8 s1)
     assert packs == [("train_pack_sft_0", "r1e-04"), ("train_pack_sft_1", "r1e-04")]
     assert not [r for r, _ in jobs if r == "train"]
-    assert sum(r == "evaluate" for r, _ in jobs) == 4  # every cell is still evaluated on its own
+    assert sum(r == "evaluate" for r, _ in jobs) == 4 * 4  # every cell is still evaluated on its own, per task
     cfg["stages"]["sft"]["grid"]["ratios"].append(1e-3)
     jobs = planned_jobs(snakemake(tmp_path, write_config(cfg, path), "-n").stdout)
     assert sorted(w["head"] for r, w in jobs if r.startswith("train_pack")) == ["r1e-03", "r1e-03", "r1e-04", "r1e-04"]

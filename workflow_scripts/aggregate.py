@@ -30,6 +30,7 @@ import math
 import pandas as pd
 import yaml
 
+from .evaluations import results_files
 from .grid import parse_run_id
 from .io import atomic_path, atomic_write_text
 from .lmeval_tasks import split_metric, stderr_key
@@ -146,7 +147,12 @@ def score_rows(run_id: str, run: dict, results: dict, tasks: dict) -> list[dict]
 def scores_table(cells: list[dict], tasks: dict) -> pd.DataFrame:
     rows = []
     for c in cells:
-        rows.extend(score_rows(c["run_id"], _read_json(c["run_json"]), _read_json(c["eval_json"]), tasks))
+        run = _read_json(c["run_json"])
+        by_file = {}  # one evaluation may score several tasks (a cell evaluated before per-task jobs)
+        for task, path in results_files(c, tasks).items():
+            by_file.setdefault(path, {})[task] = tasks[task]
+        for path, scored in by_file.items():
+            rows.extend(score_rows(c["run_id"], run, _read_json(path), scored))
     df = pd.DataFrame(rows)
     if "truncated" in df:  # appended last; empty (not 0) where an evaluation did not count
         df["truncated"] = df.pop("truncated").astype("Int64")

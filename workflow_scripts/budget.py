@@ -234,7 +234,10 @@ def study_budget(study, workdir: str | Path = ".", jobs: int | None = None) -> d
         "undeleted_bytes": weights + sum(c["ckpts"] for c in cells),
         "longest_h": max(((c["wall_h"] or 0, c["runtime_h"]) for c in cells), default=(0, 0)),
         "evaluations": (len(cells), len(study.tasks)),
-        "eval_cap_h": sum(study.models[c.model]["resources"]["evaluate"]["runtime"] for c in study.cells) / 60,
+        # one evaluate job per (cell, task)
+        "eval_cap_h": sum(study.models[c.model]["resources"]["evaluate"]["runtime"] for c in study.cells)
+        * len(study.tasks)
+        / 60,
         "delete_weights": delete_weights,
         "notes": notes,
     }

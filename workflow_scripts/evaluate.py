@@ -1,15 +1,16 @@
-"""Score one trained cell with lm-eval's ``simple_evaluate``.
+"""Score one trained cell on some tasks with lm-eval's ``simple_evaluate`` (rule evaluate:
+one task per job).
 
 Writes the raw results JSON (lm-eval's own structure, less the samples) and the
-per-sample outputs as JSONL, one file per task, so every score can be traced to the
-model's answers and re-analysed (bootstraps over items need them).
+per-sample outputs as JSONL, one file per lm-eval task, so every score can be traced to the
+model's answers and re-analysed (bootstraps over items need them); and the same evaluation,
+dated, in lm-eval's own layout into the archive (:func:`archive_evaluation`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import copy
 import json
-import os
 import time
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def evaluate_cell(
 
     import lm_eval
     import torch
+    from lm_eval.loggers import EvaluationTracker
     from lm_eval.tasks import TaskManager
     from lm_eval.utils import handle_non_serializable
 
@@ -60,6 +62,9 @@ def evaluate_cell(
     device, dtype = lm_eval_device()
     model_args = backend_model_args(backend, str(model_dir), dtype, max_length, seed)
     specs = task_specs(tasks, test_files, benchmark_dirs)
+    # lm-eval's own record of the run (model, chat template, times), written in its layout
+    # into the archive: the dated entry lm-eval's tools read
+    tracker = EvaluationTracker(output_path=str(archive_dir) if archive_dir is not None else None)
     print(f"[evaluate] {model_dir}: tasks {sorted(tasks)} on {device} ({dtype}), batch {batch_size}", flush=True)
     out = lm_eval.simple_evaluate(
         model=backend,
@@ -71,6 +76,7 @@ def evaluate_cell(
         limit=limit,
         apply_chat_template=apply_chat_template,
         log_samples=True,
+        evaluation_tracker=tracker,
         # every spec is a full config (or Group) on local files: skip lm-eval's scan of its
         # own task folder (~14 s per job)
         task_manager=TaskManager(include_defaults=False),
@@ -80,13 +86,6 @@ def evaluate_cell(
         fewshot_random_seed=seed,
     )
     samples = out.pop("samples", {})
-    samples_dir = Path(samples_dir)
-    samples_dir.mkdir(parents=True, exist_ok=True)
-    for task, rows in samples.items():
-        with atomic_path(samples_dir / f"{task}.jsonl") as tmp:
-            with open(tmp, "w") as f:
-                for r in rows:
-                    f.write(json.dumps(r, default=handle_non_serializable, sort_keys=True) + "\n")
     out["pipeline"] = {
         "versions": package_versions(),
         "git": git_commit(),
@@ -94,16 +93,25 @@ def evaluate_cell(
         "device": device,
         "dtype": dtype,
         "truncated": count_truncated(samples, tasks, str(model_dir), max_length),
+        # what the scores were computed with (speed settings aside): evaluations.py reads it
+        "scoring": {"limit": limit, "apply_chat_template": apply_chat_template, "max_length": max_length},
     }
+    samples_dir = Path(samples_dir)
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    for task, rows in samples.items():
+        with atomic_path(samples_dir / f"{task}.jsonl") as tmp:
+            with open(tmp, "w") as f:
+                for r in rows:
+                    f.write(json.dumps(r, default=handle_non_serializable, sort_keys=True) + "\n")
+    archived = archive_evaluation(tracker, out, samples)  # adds lm-eval's tracker fields to out
     text = json.dumps(out, default=handle_non_serializable, indent=2, sort_keys=True)
     with atomic_path(out_json) as tmp:
         tmp.write_text(text + "\n")
-    archive_evaluation(out_json, samples_dir, archive_dir)
-    print(
-        f"[evaluate] done in {time.time() - t0:.1f}s: "
-        + ", ".join(f"{k}={v}" for k, v in primary_scores(out["results"], tasks).items()),
-        flush=True,
-    )
+    scores = {
+        t: {m: round(float(v), 4) for m, v in r.items() if "," in m and "_stderr" not in m and isinstance(v, float)}
+        for t, r in out["results"].items()
+    }
+    print(f"[evaluate] done in {time.time() - t0:.1f}s: {scores}; archived: {[str(f) for f in archived]}", flush=True)
     return out
 
 
@@ -157,22 +165,26 @@ def backend_model_args(backend: str, model_dir: str, dtype: str, max_length, see
     raise ValueError(f"unknown lm-eval backend {backend!r}")
 
 
-def archive_evaluation(out_json, samples_dir, archive_dir) -> Path | None:
-    """Hard-link a finished evaluation into ``archive_dir/<UTC time>/``; return that folder.
-
-    Snakemake deletes a job's outputs before it reruns it, and ``protected()`` cannot stop
-    that for root; the archive keeps every raw evaluation ever made (links cost no space),
-    so no rerun loses one. Nothing in the workflow deletes the archive.
-    """
-    if archive_dir is None:
-        return None
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    dest = Path(archive_dir) / stamp
-    (dest / "samples").mkdir(parents=True)
-    os.link(out_json, dest / Path(out_json).name)
-    for f in sorted(Path(samples_dir).glob("*.jsonl")):
-        os.link(f, dest / "samples" / f.name)
-    return dest
+def archive_evaluation(tracker, results: dict, samples: dict) -> list[Path]:
+    """Write one evaluation into the archive the way lm-eval's ``EvaluationTracker`` writes it:
+    ``<archive>/<model name>/results_<ISO time>.json`` (the results with lm-eval's config record
+    and task hashes) and ``samples_<task>_<ISO time>.jsonl`` per task, so lm-eval's tools read
+    it. Each evaluation is a new, dated entry; nothing in the workflow deletes the archive, so
+    a re-evaluation (Snakemake deletes a job's outputs before it reruns it) loses none.
+    ``results`` gains the tracker's fields (model name, chat template, times, task hashes).
+    Returns the files written (none without an output path)."""
+    if tracker.output_path is None:
+        return []
+    samples = copy.deepcopy(samples)  # lm-eval rewrites each sample's arguments as it saves it
+    tracker.save_results_aggregated(results=results, samples=samples)
+    for task in results.get("configs", {}):
+        if task in samples:
+            tracker.save_results_samples(task_name=task, samples=samples[task])
+    folder = Path(tracker.output_path) / str(tracker.general_config_tracker.model_name_sanitized)
+    files = sorted(folder.glob(f"*_{tracker.date_id}.json*"))
+    if not files:  # lm-eval logs a failed save and goes on; an evaluation must not lose its record
+        raise RuntimeError(f"lm-eval's EvaluationTracker wrote nothing into {folder}")
+    return files
 
 
 def write_skipped(run: dict, out_json, samples_dir) -> dict:

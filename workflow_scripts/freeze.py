@@ -35,6 +35,8 @@ import pandas as pd
 
 from . import layout
 from .aggregate import write_tables
+from .evaluations import paths, rebase, results_files
+from .inputs import aggregate_cells
 from .io import atomic_write_json
 from .layout import cell_files
 from .provenance import git_commit, package_versions, sha256_file
@@ -51,11 +53,11 @@ class FreezeError(RuntimeError):
     pass
 
 
-def _task_hashes(cells: list[dict]) -> dict:
+def _task_hashes(cells: list[dict], tasks) -> dict:
     """sha256 of each task's definition as lm-eval recorded it (same for every cell)."""
     out = {}
-    for c in cells:
-        results = json.loads(Path(c["eval_json"]).read_text())
+    for path in dict.fromkeys(p for c in cells for p in results_files(c, tasks).values()):
+        results = json.loads(Path(path).read_text())
         for task, cfg in results.get("configs", {}).items():
             # lm-eval copies the model arguments into metadata; the task is everything else
             cfg = {
@@ -78,8 +80,9 @@ def freeze(tag: str, study, root: str | Path = ".") -> Path:
         raise FreezeError(
             f"results/frozen/{tag} exists already; frozen results are never overwritten. Choose a new tag."
         )
-    cells = [cell_files(c.run_id, root) for c in study.cells]
-    missing = [p for c in cells for k, p in c.items() if k != "run_id" and not Path(p).exists()]
+    entries = aggregate_cells(study, root)  # relative to root: recorded in the manifest
+    cells = [rebase(c, root) for c in entries]
+    missing = [p for c in cells for p in paths(c) if not Path(p).exists()]
     if missing:
         raise FreezeError(
             f"the study is not complete ({len(missing)} files missing, e.g. {missing[0]}); run snakemake first"
@@ -101,7 +104,9 @@ def freeze(tag: str, study, root: str | Path = ".") -> Path:
         "grid": [c.as_dict() for c in study.cells],
         "versions": package_versions(),
         "git": git_commit(),
-        "lm_eval_task_hashes": _task_hashes(cells),
+        "lm_eval_task_hashes": _task_hashes(cells, study.tasks),
+        # which raw files scored each cell and task: verify reads the same ones
+        "inputs": entries,
         "models": {
             name: {"id": m.get("id"), "revision": m.get("revision"), "build": m.get("build")}
             for name, m in study.models.items()
@@ -164,7 +169,9 @@ def verify(tag: str, root: str | Path = ".") -> list[str]:
         for rel, h in manifest["files"].items()
         if sha256_file(dest / rel) != h
     ]
-    cells = [cell_files(c["run_id"], root) for c in manifest["grid"]]
+    # a set frozen before per-task evaluation records no inputs: its cells' all-tasks files
+    entries = manifest.get("inputs") or [cell_files(c["run_id"]) for c in manifest["grid"]]
+    cells = [rebase(c, root) for c in entries]
     tables = dest / "tables"
     legacy = {n for n in TABLE_NAMES.values() if n.endswith(".csv") and at_legacy_precision(tables / n)}
     with tempfile.TemporaryDirectory() as tmp:

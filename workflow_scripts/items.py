@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 
+from .evaluations import results_files, samples_dir
 from .lmeval_tasks import split_metric
 
 
@@ -22,16 +22,18 @@ def sample_files(task: str, spec: dict) -> list[str]:
 def load_items(cells: list[dict], tasks: dict) -> pd.DataFrame:
     """Rows (run_id, task, doc_id, score) for the primary metric of every scored cell.
 
-    ``cells`` are dicts with ``run_id`` and ``eval_json``; the samples live beside the
-    results in ``eval/samples/{task}.jsonl``. Skipped (diverged) cells contribute nothing.
+    ``cells`` are the tables' cell entries (:func:`workflow_scripts.evaluations.cell_inputs`);
+    the samples live beside each task's results in ``samples/{lm-eval task}.jsonl``. Skipped
+    (diverged) cells contribute nothing.
     """
     rows = []
     for c in cells:
-        samples_dir = Path(c["eval_json"]).parent / "samples"
+        files = results_files(c, tasks)
         for task, spec in sorted(tasks.items()):
+            folder = samples_dir(files[task])
             metric, filt = split_metric(spec["metric"])
             for leaf in sample_files(task, spec):  # a group's items are its subtasks' items
-                path = samples_dir / f"{leaf}.jsonl"
+                path = folder / f"{leaf}.jsonl"
                 if not path.exists():
                     continue
                 with open(path) as f:

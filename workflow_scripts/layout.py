@@ -26,10 +26,18 @@ EVAL_DATA = f"{RESULTS}/data/benchmarks"  # built-in tasks' evaluation data, fet
 # one cell: results/runs/MODEL/STAGE/CELL (the run id is MODEL/STAGE/CELL)
 CELL = "{model}/{stage}/{cell}"
 CELL_DIR = f"{RUNS}/{CELL}"
+# EVAL_RESULTS, EVAL_SAMPLES: a cell's evaluation on all tasks at once, as written before
+# evaluation became per (cell, task); still read (workflow_scripts/evaluations.py), not written
 CELL_MODEL, RUN_JSON, HISTORY, EVAL_RESULTS, EVAL_SAMPLES = (
     f"{CELL_DIR}/{name}" for name in ("model", "run.json", "log_history.json", "eval/results.json", "eval/samples")
 )
-EVAL_ARCHIVE = f"{RESULTS}/archive/{CELL}/eval"  # every evaluation ever made, hard-linked
+# one evaluation per (cell, task): rule evaluate writes these (a task's samples are one JSONL
+# per lm-eval task it runs: a group such as bbh has one per subtask)
+EVAL_TASK_DIR = f"{CELL_DIR}/eval/tasks/{{task}}"
+EVAL_TASK_RESULTS, EVAL_TASK_SAMPLES = (f"{EVAL_TASK_DIR}/{name}" for name in ("results.json", "samples"))
+# every evaluation ever made, never deleted: lm-eval's own layout (EvaluationTracker), dated;
+# before per-task evaluation, hard links of eval/results.json and eval/samples/ in <time>/
+EVAL_ARCHIVE = f"{RESULTS}/archive/{CELL}/eval"
 TRAIN_LOG = f"{LOGS}/train/{CELL}.log"
 
 # data and models
@@ -38,7 +46,9 @@ TASK_TRAIN, TASK_TEST = (f"{SYNTHETIC}/{{task}}/{split}.jsonl" for split in ("tr
 TASK_EVAL_DATA = f"{EVAL_DATA}/{{task}}"
 BASE_MODEL = f"{RESULTS}/models/{{model}}/base"
 PREFETCH_RECORD = f"{RESULTS}/prefetch/models/{{model}}.json"
-PROMPT_CHECK = f"{RESULTS}/checks/prompts/{{model}}.json"
+# one built-in task's prompts against evaluation.max_length for one model (rule check_prompts);
+# before per-task evaluation the check was per model, results/checks/prompts/{model}.json
+PROMPT_CHECK = f"{RESULTS}/checks/prompts/{{model}}/{{task}}.json"
 
 # what rule all asks for: tables, statistics and figures
 TABLES = {

@@ -5,18 +5,21 @@ sys.path.append(str(Path(__file__).resolve().parent))  # after the stdlib: no sh
 from _bootstrap import logged
 
 from workflow_scripts.evaluate import evaluate_cell
+from workflow_scripts.evaluations import speed_settings
 
 with logged(snakemake, offline=True):
     p = snakemake.params
     evaluate_cell(
         snakemake.input.model,
-        p.tasks,
-        p.test_files,
+        p.task,
+        p.data,
         snakemake.output.results,
         snakemake.output.samples,
         threads=snakemake.threads,
         run_json=snakemake.input.run,
         archive_dir=p.archive,
-        benchmark_dirs=p.benchmark_dirs,
-        **p.evaluation,
+        benchmark_dirs=p.data,
+        **p.scoring,
+        # from the config, not params: a faster batch size or backend re-evaluates nothing
+        **speed_settings(snakemake.config.get("evaluation") or {}),
     )
