@@ -9,6 +9,7 @@ refuses for a user silently overwrites them as root; the same for every permissi
     run_as_user(cmd, *, cwd, env=None, timeout=600)     a command as the user, in a clean env
     snakemake_as_user(workdir, configfile, *args, check=True, timeout=1200, env=None)
                                                         conftest.snakemake(), as the user
+    user_path(*more) -> str                             the user's PATH, then ``more`` folders
     popen_as_user(cmd, *, cwd, env=None)                run_as_user, started and not waited for
     user_dir(tmp_path, name="user") -> Path             a folder the user writes, linked in tmp_path
 
@@ -142,6 +143,16 @@ def user_python() -> Path:
     return python
 
 
+def _path(python: Path, *more: str) -> str:
+    return os.pathsep.join(dict.fromkeys([str(python.parent), "/usr/local/bin", "/usr/bin", "/bin", *map(str, more)]))
+
+
+def user_path(*more: str) -> str:
+    """The PATH run_as_user gives the user (its Python's folder first), then the folders ``more``
+    (e.g. where SLURM's tools are) that are not on it yet: for an ``env`` that sets PATH."""
+    return _path(user_python(), *more)
+
+
 def _as_user(cmd, python: Path, env=None) -> tuple[list[str], dict]:
     """The command line and environment that run ``cmd`` as the user."""
     uid, gid, home = ensure_user()
@@ -150,7 +161,7 @@ def _as_user(cmd, python: Path, env=None) -> tuple[list[str], dict]:
         "HOME": str(home),
         "USER": name,
         "LOGNAME": name,
-        "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
+        "PATH": _path(python),
         "LANG": "C.UTF-8",
         "PYTHONHASHSEED": "0",
         "PYTHONPATH": str(REPO),

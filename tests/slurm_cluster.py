@@ -10,7 +10,18 @@ free TCP ports), with one exception: /etc/slurm/slurm.conf is a symlink to the c
 slurm.conf while it runs, and removed afterwards. ``SLURM_CONF`` is not enough: inside a job,
 the Snakemake plugin's job step removes every ``SLURM_*`` variable but the job ids before it
 calls ``srun``, so srun only finds the default path. A machine with its own
-/etc/slurm/slurm.conf gets no test cluster (``ensure_slurm`` says so).
+/etc/slurm/slurm.conf gets no test cluster (``ensure_slurm`` says so). Without ``folder``
+(the tests' way), the cluster makes its own under /tmp and removes it afterwards.
+
+The daemons run as root, the clients as anyone: an ordinary user's ``sbatch``, ``squeue`` and
+the ``srun`` inside their jobs read slurm.conf (also through the /etc/slurm/slurm.conf link)
+and talk to munged over its socket. So the folder and every folder above it let other users
+through (a pytest tmp_path does not: /tmp/pytest-of-root is mode 700, and the cluster refuses
+such a folder), the folder is 0755 and so is the socket's folder ``munge/``; only the key, with
+munged's seed and pid files, stays private (``munge-key/``, 0700). munged runs without
+``--force``, so it checks this itself: it refuses a key others can read, folders others can
+write, and a socket others cannot reach ("execute permissions for all required"). A job runs
+as the user who submitted it; ``client_dirs()`` are the folders that user's PATH needs.
 
 ``ensure_slurm()`` installs the packages with apt-get when ``slurmctld`` is missing (root
 only) and returns None, or the reason why no cluster can run (the tests then skip, or fail
@@ -33,12 +44,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGES = ("slurm-wlm", "munge")
 DAEMONS = ("munged", "slurmctld", "slurmd")
+CLIENTS = ("sbatch", "srun", "squeue", "sinfo", "scontrol", "scancel")
 SBIN = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 N_GPUS = 4
 NODE_CPUS = 16  # 4 GPU jobs at --cpus-per-gpu=4 at once (config_overrides: any machine)
@@ -46,6 +59,7 @@ NODE_MEMORY_MB = 64000  # 4 jobs at mem_mb=16000; not enforced (no cgroups)
 PARTITIONS = ("cpu", "gpu")  # cpu is the default partition: a job lands on gpu only if asked
 SYSTEM_CONF = Path("/etc/slurm/slurm.conf")  # where srun inside a job looks (see above)
 MARKER = "# Single-node test cluster of tests/slurm_cluster.py"
+CLUSTER_DIRS = Path("/tmp")  # where slurm_cluster() makes its folder when given none
 
 
 def _which(name: str) -> str | None:
@@ -69,7 +83,13 @@ def install_slurm(timeout: float = 900) -> str | None:
 
 
 def missing_tools() -> list[str]:
-    return [t for t in (*DAEMONS, "mungekey", "sbatch", "squeue", "sinfo", "scontrol", "scancel") if not _which(t)]
+    return [t for t in (*DAEMONS, "mungekey", *CLIENTS) if not _which(t)]
+
+
+def client_dirs() -> list[str]:
+    """The folders of SLURM's client tools: what another user's PATH needs (``SlurmCluster.env``
+    has root's PATH, with folders other users may not enter)."""
+    return list(dict.fromkeys(str(Path(_which(t)).parent) for t in CLIENTS if _which(t)))
 
 
 def ensure_slurm() -> str | None:
@@ -258,19 +278,47 @@ def _stop(proc: subprocess.Popen, timeout: float = 15) -> None:
         proc.wait(timeout=timeout)
 
 
+def closed_to_others(path: Path) -> Path | None:
+    """The first folder from / down to ``path`` that other users cannot pass through, or None."""
+    for folder in [*reversed(path.parents), path]:
+        if not folder.stat().st_mode & 0o001:
+            return folder
+    return None
+
+
 @contextlib.contextmanager
-def slurm_cluster(folder: str | Path, ready_timeout: float = 30):
-    """Start a single-node cluster in ``folder``; yield a SlurmCluster; stop it by pid."""
-    folder = Path(folder).resolve()
-    for sub in ("munge", "state", "spool", "log"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    os.chmod(folder / "munge", 0o700)
+def slurm_cluster(folder: str | Path | None = None, ready_timeout: float = 30):
+    """Start a single-node cluster in ``folder`` (a new folder under /tmp, removed afterwards,
+    when None); yield a SlurmCluster; stop it by pid."""
+    made = folder is None
+    folder = Path(tempfile.mkdtemp(prefix="lrbs-slurm-", dir=CLUSTER_DIRS) if made else folder).resolve()
+    try:
+        with _cluster_in(folder, ready_timeout) as cluster:
+            yield cluster
+    finally:
+        if made:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _cluster_in(folder: Path, ready_timeout: float):
+    folder.mkdir(parents=True, exist_ok=True)
+    closed = closed_to_others(folder.parent)
+    if closed:  # munged would refuse too: "Socket is inaccessible: execute permissions for all required"
+        raise RuntimeError(
+            f"{closed} (mode {closed.stat().st_mode & 0o777:o}) is closed to other users: their sbatch could "
+            f"not read {folder}/slurm.conf nor reach munged; give slurm_cluster() no folder (one under /tmp)"
+        )
+    folder.chmod(0o755)  # clients of any user read slurm.conf and reach munge/
+    for sub in ("munge", "munge-key", "state", "spool", "log"):
+        (folder / sub).mkdir(exist_ok=True)
+        (folder / sub).chmod(0o700 if sub == "munge-key" else 0o755)
     node = socket.gethostname().split(".")[0]
     gpu_files = make_fake_gpus(folder / "dev")
     conf = folder / "slurm.conf"
     conf.write_text(slurm_conf(folder, node, free_port(), free_port()))
     (folder / "gres.conf").write_text(f"NodeName={node} Name=gpu File={gpu_files}\n")
-    key = folder / "munge" / "munge.key"
+    key = folder / "munge-key" / "munge.key"
     if not key.exists():
         subprocess.run([_which("mungekey"), "-c", "-k", str(key)], check=True, capture_output=True)
     os.chmod(key, 0o600)
@@ -282,17 +330,16 @@ def slurm_cluster(folder: str | Path, ready_timeout: float = 30):
     log = folder / "log"
     try:
         link_system_conf(conf)
-        m = folder / "munge"
+        m, private = folder / "munge", key.parent
         cluster.procs["munged"] = _start(
             [
                 _which("munged"),
                 "-F",
-                "-f",
                 f"--key-file={key}",
                 f"--socket={m}/munge.socket",
-                f"--pid-file={m}/munged.pid",
+                f"--pid-file={private}/munged.pid",
                 f"--log-file={log}/munged.log",
-                f"--seed-file={m}/munged.seed",
+                f"--seed-file={private}/munged.seed",
             ],
             log / "munged.out",
             full_env,
@@ -314,7 +361,9 @@ def slurm_cluster(folder: str | Path, ready_timeout: float = 30):
         yield cluster
     finally:
         if "slurmctld" in cluster.procs and cluster.procs["slurmctld"].poll() is None:
-            subprocess.run(["scancel", "--full", "--user", "root"], env=full_env, capture_output=True, timeout=30)
+            left = cluster.run("squeue", "-h", "-o", "%i", check=False).split()  # of every user
+            if left:
+                subprocess.run(["scancel", "--full", *left], env=full_env, capture_output=True, timeout=30)
             with contextlib.suppress(RuntimeError):
                 _wait(
                     lambda: not cluster.run("squeue", "-h", "-t", "RUNNING,COMPLETING", check=False).strip(),

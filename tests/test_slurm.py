@@ -3,8 +3,11 @@ with the project's own profile (slurm/config.yaml): only the status command and 
 status check's delay are set for the test cluster; the partition comes from a cluster file
 outside the repository ($LRBS_CLUSTER), as a user keeps theirs.
 
-Needs root (the daemons run as root; slurm-wlm and munge are apt-installed on first use).
-Elsewhere the module skips, except with LRBS_REQUIRE_SLURM=1 (CI), where that is a failure.
+The daemons run as root (slurm-wlm and munge are apt-installed on first use); Snakemake's head
+process, and so every job it submits, runs as an ordinary user (tests/ordinary_user.py), as on
+a real cluster, in folders that user owns. Without root the module skips, and without an
+ordinary user that can reach the cluster the tests skip, except with LRBS_REQUIRE_SLURM=1 or
+LRBS_REQUIRE_ORDINARY_USER=1 (CI), where that is a failure.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import pwd
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,8 +23,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, small_study, snakemake, write_config
-from slurm_cluster import PARTITIONS, ensure_slurm, slurm_cluster
+from conftest import REPO, small_study, write_config
+from ordinary_user import ensure_user, run_as_user, snakemake_as_user, user_dir, user_path, user_python
+from slurm_cluster import PARTITIONS, client_dirs, ensure_slurm, slurm_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -38,14 +43,31 @@ DETERMINISTIC_TABLES = ("scores.csv", "cells.csv", "pivot.csv", "loss.csv")
 # Module scope: the daemons (and the /etc/slurm/slurm.conf link) go away when this module is
 # done; move it to conftest.py as a session fixture if other modules need the cluster too.
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     reason = ensure_slurm()
     if reason:
         if os.environ.get("LRBS_REQUIRE_SLURM") == "1":
             pytest.fail(f"LRBS_REQUIRE_SLURM=1 but no SLURM test cluster: {reason}")
         pytest.skip(f"no SLURM test cluster: {reason}")
-    with slurm_cluster(tmp_path_factory.mktemp("slurm")) as c:
+    # in a folder of its own under /tmp that every user may read (not a pytest tmp_path)
+    with slurm_cluster() as c:
         yield c
+
+
+def user_name() -> str:
+    return pwd.getpwuid(ensure_user()[0]).pw_name
+
+
+def user_reaches(cluster, folder: Path) -> None:
+    """Skip (fail with LRBS_REQUIRE_SLURM=1 or LRBS_REQUIRE_ORDINARY_USER=1) where the ordinary
+    user's sinfo cannot read the cluster's slurm.conf or reach its munged."""
+    proc = run_as_user(["sinfo", "-h", "-o", "%P"], cwd=folder, env=user_env(cluster.env), timeout=60)
+    if proc.returncode == 0 and f"{CPU_PARTITION}*" in proc.stdout.split():
+        return
+    reason = f"the ordinary user's sinfo fails ({proc.returncode}): {proc.stderr.strip()[-1000:]}"
+    if "1" in (os.environ.get("LRBS_REQUIRE_SLURM"), os.environ.get("LRBS_REQUIRE_ORDINARY_USER")):
+        pytest.fail(f"LRBS_REQUIRE_SLURM=1 or LRBS_REQUIRE_ORDINARY_USER=1, but {reason}")
+    pytest.skip(f"the test cluster is out of the ordinary user's reach: {reason}")
 
 
 def cluster_profile(folder: Path) -> Path:
@@ -65,12 +87,19 @@ def profile_args(folder: Path) -> list[str]:
     return ["--profile", str(cluster_profile(folder))]
 
 
+def user_env(env: dict) -> dict:
+    """A client environment of the cluster's (SLURM_CONF, ...) for the ordinary user: its PATH
+    is the user's (its venv's Python first, which the jobs then run too) and SLURM's tools."""
+    return {**env, "PATH": user_path(*client_dirs())}
+
+
 def cluster_env(cluster, folder: Path, **names) -> dict:
-    """The cluster's environment with $LRBS_CLUSTER naming a file of these cluster names (as a
-    user keeps them, outside the repository; the test cluster has no accounts)."""
+    """The cluster's environment for the ordinary user, with $LRBS_CLUSTER naming a file of these
+    cluster names (as a user keeps them, outside the repository, in a folder the user reads; the
+    test cluster has no accounts)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "cluster.yaml").write_text(yaml.safe_dump(names))
-    return {**cluster.env, "LRBS_CLUSTER": str(folder / "cluster.yaml")}
+    return user_env({**cluster.env, "LRBS_CLUSTER": str(folder / "cluster.yaml")})
 
 
 def submitted(stdout: str) -> dict[str, str]:
@@ -83,25 +112,28 @@ def submitted(stdout: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def runs(cluster, tmp_path_factory):
-    """The same small study run through the slurm profile and locally (--cores 2), at once.
+    """The same small study run by the ordinary user through the slurm profile and locally
+    (--cores 2), at once, each in a folder the user owns.
 
     Its two cells share a ratio and cells_per_gpu is 2: they train as one pack, in one SLURM
     job, at the same time on one GPU; each is then evaluated in its own jobs, one per task
     (two tasks here: one generative, one multiple choice, as SLURM jobs add up)."""
     base = tmp_path_factory.mktemp("slurm_study")
+    # the study, the profile and the cluster file: outside the repository, readable by the user
+    site = user_dir(base, "site")
+    user_reaches(cluster, site)
     study = small_study(ratios=(1e-3,), batch_sizes=(4, 8))
     study["tasks"] = {k: v for k, v in study["tasks"].items() if k in ("arith", "compare")}
     study["stages"]["sft"]["cells_per_gpu"] = 2
-    cfg = write_config(study, base / "study.yaml")
-    slurm_dir, local_dir = base / "slurm", base / "local"
-    slurm_dir.mkdir()
-    local_dir.mkdir()
+    cfg = write_config(study, site / "study.yaml")
+    slurm_dir, local_dir = user_dir(base, "slurm"), user_dir(base, "local")
     # up to the tables (aggregate): statistics and plots add nothing to what is checked here
     until = ["--until", "aggregate"]
-    args = [*profile_args(base / "profile"), *until]
+    args = [*profile_args(site / "profile"), *until]
+    env = cluster_env(cluster, site / "cluster", partition=GPU_PARTITION)
     with ThreadPoolExecutor(2) as pool:
-        local = pool.submit(snakemake, local_dir, cfg, "--cores", "2", *until)
-        on_slurm = snakemake(slurm_dir, cfg, *args, env=cluster_env(cluster, base / "site", partition=GPU_PARTITION))
+        local = pool.submit(snakemake_as_user, local_dir, cfg, "--cores", "2", *until)
+        on_slurm = snakemake_as_user(slurm_dir, cfg, *args, env=env)
         local.result()
     log = on_slurm.stdout + on_slurm.stderr
     return {"slurm": slurm_dir, "local": local_dir, "log": log, "jobs": cluster.jobs(), "submitted": submitted(log)}
@@ -132,6 +164,26 @@ def test_train_and_evaluate_ran_as_slurm_jobs_on_the_gpu_partition(runs, cluster
             assert job["Partition"] == GPU_PARTITION, job
             assert job["Comment"].startswith(f"rule_{rule}_wildcards_"), job
             assert "gres:gpu:1" in job.get("TresPerJob", ""), job  # sbatch --gpus=1
+
+
+def test_the_ordinary_user_ran_the_jobs_and_owns_their_outputs(runs):
+    uid, _, _ = ensure_user()
+    known = {j["JobId"]: j for j in runs["jobs"]}
+    assert len(runs["submitted"]) == 5, runs["log"][-3000:]  # one pack of two cells, 2 x 2 evaluations
+    for job_id in runs["submitted"]:
+        job = known[job_id]
+        assert job["UserId"] == f"{user_name()}({uid})", job  # SLURM ran the job as the user
+        assert job["WorkDir"] == str(runs["slurm"]), job
+    outputs = [
+        *(runs["slurm"] / "results" / "runs").glob("*/*/*/run.json"),
+        *(runs["slurm"] / "results" / "runs").glob("*/*/*/eval/tasks/*/results.json"),
+    ]
+    assert len(outputs) == 2 + 4, outputs
+    for path in outputs:
+        assert path.stat().st_uid == uid, (path, path.stat().st_uid)
+    # the job ran the head's Python (the plugin's job command), the user's: root's is private
+    pack_log = (runs["slurm"] / "results/logs/train/tiny-llama/sft/r1e-03_pack0.log").read_text()
+    assert f"{user_python()} -m workflow_scripts.launch" in pack_log, pack_log[-2000:]
 
 
 def test_training_jobs_saw_their_slurm_job_and_gpu(runs):
@@ -182,10 +234,12 @@ def test_cells_per_gpu_ran_two_cells_in_one_slurm_job_at_once(runs):
 
 
 def test_a_partition_the_cluster_lacks_stops_the_run_before_any_sbatch(cluster, tmp_path):
-    cfg = write_config(small_study(ratios=(1e-3,)), tmp_path / "study.yaml")
-    env = cluster_env(cluster, tmp_path / "site", partition="gpu-a100")
+    folder = user_dir(tmp_path)
+    user_reaches(cluster, folder)
+    cfg = write_config(small_study(ratios=(1e-3,)), folder / "study.yaml")
+    env = cluster_env(cluster, folder / "site", partition="gpu-a100")
     before = {job["JobId"] for job in cluster.jobs()}
-    proc = snakemake(tmp_path, cfg, *profile_args(tmp_path / "profile"), check=False, env=env)
+    proc = snakemake_as_user(folder, cfg, *profile_args(folder / "profile"), check=False, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "partition 'gpu-a100' does not exist on this cluster" in out and f"{GPU_PARTITION}" in out, out[-2000:]
