@@ -11,12 +11,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import spec
+from . import layout, spec
 from .config_checks import check_semantics
 from .config_schema import ConfigError, validate_schema
 from .grid import Cell, expand_grid, make_cell
 from .model_source import is_hub_model
 from .numbers import coerce_scientific
+from .trl_config import backends
 
 DEFAULTS = {
     "threads": 1,
@@ -37,6 +38,11 @@ RESOURCE_DEFAULTS = {
     "train": {"mem_mb": 16000, "runtime": 240, "cpus_per_gpu": 4, "gpu_model": ""},
     "evaluate": {"mem_mb": 16000, "runtime": 120, "cpus_per_gpu": 4, "gpu_model": ""},
 }
+# `tracking` is read when a training job starts (tracking_settings), from Snakemake's config:
+# never part of a cell's spec, a rule's params or Study.config (rule aggregate's params), so
+# turning it on or off reruns nothing (docs/tracking.md). Hence not in DEFAULTS either.
+TRACKING_DEFAULTS = {"report_to": "none", "project": None}
+TRACKIO_DIR = f"{layout.RESULTS}/tracking/trackio"  # trackio's database: one for the study
 STAGE_DEFAULTS = {"gpus": 1, "cells_per_gpu": 1, "recipe": {}, "divergence": {"max_loss_factor": 3.0}}
 
 
@@ -128,6 +134,25 @@ def find_parent(cells: list[Cell], model: str, parent: dict, key: str) -> Cell:
     )
 
 
+def tracking_settings(config: dict) -> dict:
+    """The study's ``tracking`` with its defaults, from Snakemake's config as a training job
+    reads it: ``report_to`` as a list (``none``: []), the W&B / trackio ``project`` (None:
+    the study's name), the study's name and trackio's folder (absolute: jobs start elsewhere)."""
+    tracking = {**TRACKING_DEFAULTS, **(config.get("tracking") or {})}
+    return {
+        "report_to": backends(tracking["report_to"]),
+        "project": tracking["project"],
+        "study": config.get("study"),
+        "trackio_dir": str(Path(TRACKIO_DIR).resolve()),
+    }
+
+
+def with_tracking(job: dict, config: dict) -> dict:
+    """A cell's job (``spec.cell_job``) with the study's tracking: the training entry scripts
+    add it at run time, so it is in no rule's params and no finished cell reruns for it."""
+    return {**job, "tracking": tracking_settings(config)}
+
+
 def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
     """Validate ``config`` (Snakemake's config dict) and expand its grid."""
     if not config:
@@ -137,6 +162,7 @@ def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
     base_dir = Path(base_dir)
     cfg = coerce_scientific(config)
     validate_schema(cfg)
+    cfg.pop("tracking", None)  # how a run is watched, not what it computes: tracking_settings
     cfg = _merge_defaults(cfg, DEFAULTS)
     for name in list(cfg["stages"]):
         cfg["stages"][name] = _merge_defaults(cfg["stages"][name], STAGE_DEFAULTS)

@@ -143,7 +143,13 @@ def train_job(job: dict, **extra) -> dict:
 
     keys = ("threads", "data_source", "prefetched")
     return train_cell(
-        job["spec"], job["base_model"], job["train_file"], job["out_dir"], **{k: job[k] for k in keys}, **extra
+        job["spec"],
+        job["base_model"],
+        job["train_file"],
+        job["out_dir"],
+        **{k: job[k] for k in keys},
+        tracking=job.get("tracking"),  # the study's tracking, added at run time (config.with_tracking)
+        **extra,
     )
 
 

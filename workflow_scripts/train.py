@@ -25,9 +25,12 @@ from .provenance import git_commit, package_versions, sha256_file
 from .trl_config import (
     as_prompt_completion,
     attention_implementation,
+    check_trackers,
     choose_precision,
+    environment,
     make_trainer,
     sft_config_kwargs,
+    tracking_env,
 )
 
 
@@ -106,6 +109,7 @@ def train_cell(
     data_source: str | Path | None = None,
     prefetched: str | Path | None = None,
     memory: dict | None = None,
+    tracking: dict | None = None,
 ) -> dict:
     """Train ``base_model`` on ``train_file`` with the cell's settings.
 
@@ -115,7 +119,8 @@ def train_cell(
     fingerprint); it is copied into ``run.json``. ``prefetched`` is the login node's record of
     a hub base model (the commit to load from the cache). ``memory`` is the launcher's plan
     for a cell that shares a GPU or spans several (``memory.plan_memory``); without it the
-    cell plans for the free memory of its own GPU.
+    cell plans for the free memory of its own GPU. ``tracking`` is the study's
+    (``config.tracking_settings``): where the training curve is reported, not part of the spec.
 
     Writes ``out_dir/model`` (model + tokenizer), ``out_dir/log_history.json`` and
     ``out_dir/run.json``; returns the run record.
@@ -131,6 +136,7 @@ def train_cell(
     precision = choose_precision()
     kind = spec.get("stage_kind", "sft")
     check_parent(base_model, spec)
+    trackers = check_trackers(spec, tracking)  # a missing tracker package fails here, not in the Trainer
     load_from, hub_model = resolve_base_model(base_model, spec, prefetched)
     tokenizer = AutoTokenizer.from_pretrained(load_from)
     attention = spec["recipe"].get("attn_implementation") or attention_implementation(precision)
@@ -150,7 +156,7 @@ def train_cell(
         flush=True,
     )
     rows = read_jsonl(train_file)
-    kwargs = sft_config_kwargs(spec, str(out_dir / "trainer"), precision)
+    kwargs = sft_config_kwargs(spec, str(out_dir / "trainer"), precision, tracking)
     if memory is None:
         memory = memory_plan(spec, load_from, None if precision["use_cpu"] else free_gpu_bytes())
     kwargs["activation_checkpointing"] = memory["enabled"]
@@ -171,9 +177,15 @@ def train_cell(
             flush=True,
         )
     divergence = divergence_callback(spec["divergence"]["max_loss_factor"])
-    trainer = make_trainer(
-        kind, model, tokenizer, rows, kwargs, [progress_callback(), divergence, checkpoint_fault_callback()]
-    )
+    # the reporting callbacks read their folders when built (TensorBoard, trackio) and when
+    # training begins (W&B)
+    env = tracking_env(trackers, out_dir, tracking, attempt=started.strftime("%Y%m%dT%H%M%SZ"))
+    if trackers:
+        print(f"[train] reporting to {', '.join(trackers)}: {env}", flush=True)
+    with environment(env):
+        trainer = make_trainer(
+            kind, model, tokenizer, rows, kwargs, [progress_callback(), divergence, checkpoint_fault_callback()]
+        )
     trainer.remove_callback(PrinterCallback)  # replaced by the progress line
     args = trainer.args
     world = max(1, args.world_size)
@@ -193,7 +205,8 @@ def train_cell(
             "weights, optimizer, scheduler, RNG and data position restored",
             flush=True,
         )
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with environment(env):
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     steps = trainer.state.global_step
     # weights go to a hidden folder first and are renamed into place: a job killed while
     # saving leaves no folder that looks like a finished model
@@ -245,8 +258,9 @@ def train_cell(
         "chat_template": template,
         # the keys the pipeline set, and every field of the TRL config as it was resolved
         # (gradient clipping, Adam betas and epsilon, loss settings, ...): what was trained
-        "sft_config": {k: v for k, v in trl_config.items() if k in sft_config_kwargs(spec, "", precision)},
+        "sft_config": {k: v for k, v in trl_config.items() if k in sft_config_kwargs(spec, "", precision, tracking)},
         "trl_config": trl_config,
+        "tracking": {"report_to": trackers, "environment": env},  # where the curve went (not the spec)
         "environment": job_environment(),
         "versions": package_versions(),
         "git": git_commit(),

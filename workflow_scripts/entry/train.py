@@ -4,6 +4,7 @@ from pathlib import Path
 sys.path.append(str(Path(__file__).resolve().parent))  # after the stdlib: no shadowing
 from _bootstrap import logged
 
+from workflow_scripts.config import with_tracking
 from workflow_scripts.launch import train_one
 from workflow_scripts.spec import cell_job
 
@@ -18,4 +19,5 @@ with logged(snakemake, offline=True):
         data_source=snakemake.input.source,
         prefetched=(list(snakemake.input.prefetch) or [None])[0],
     )
-    train_one(job, out_dir / ".launch")
+    # tracking from the config, not params: watching the curve retrains no finished cell
+    train_one(with_tracking(job, snakemake.config), out_dir / ".launch")
