@@ -42,7 +42,6 @@ RESOURCE_DEFAULTS = {
 # never part of a cell's spec, a rule's params or Study.config (rule aggregate's params), so
 # turning it on or off reruns nothing (docs/tracking.md). Hence not in DEFAULTS either.
 TRACKING_DEFAULTS = {"report_to": "none", "project": None}
-TRACKIO_DIR = f"{layout.RESULTS}/tracking/trackio"  # trackio's database: one for the study
 STAGE_DEFAULTS = {"gpus": 1, "cells_per_gpu": 1, "recipe": {}, "divergence": {"max_loss_factor": 3.0}}
 
 
@@ -143,7 +142,7 @@ def tracking_settings(config: dict) -> dict:
         "report_to": backends(tracking["report_to"]),
         "project": tracking["project"],
         "study": config.get("study"),
-        "trackio_dir": str(Path(TRACKIO_DIR).resolve()),
+        "trackio_dir": str(Path(layout.TRACKIO).resolve()),
     }
 
 

@@ -19,6 +19,7 @@ LOGS = f"{RESULTS}/logs"
 TIMINGS = f"{RESULTS}/benchmarks"  # Snakemake's `benchmark:` files: each job's time and memory
 TABLES_DIR = f"{RESULTS}/tables"
 FROZEN = f"{RESULTS}/frozen"  # result sets frozen for a paper (workflow_scripts/freeze.py)
+TRACKIO = f"{RESULTS}/tracking/trackio"  # trackio's database, one for the study (docs/tracking.md)
 PLAN = f"{RESULTS}/plan.txt"  # the budget `snakemake plan` prints (workflow_scripts/budget.py)
 SYNTHETIC = f"{RESULTS}/data/synthetic"
 EVAL_DATA = f"{RESULTS}/data/benchmarks"  # built-in tasks' evaluation data, fetched on the login node
