@@ -4,11 +4,14 @@ and a no-op rerun of the finished demo study.
     python benchmarks/orchestration.py            # prints a Markdown table
     python benchmarks/orchestration.py 1000       # one grid size only
 
-Each grid is the demo study with more ratios and seeds (4 tasks, so a 1,000-cell grid is
-about 2,000 training + evaluation jobs). Times are wall seconds and child CPU seconds of one
-`snakemake -n` process, best of 3; each grid's dry runs alternate with those of two
-Snakefiles of shell rules (Snakemake's own floor): ``FLOOR``, the same jobs reading and
-writing the same files, and ``BARE``, the same number of train and evaluate jobs only.
+Each grid is the demo study's SFT stage with more ratios and seeds: one train job per cell
+and one evaluate job per (cell, task) with the demo's 4 tasks, so a 1,000-cell grid is
+1,000 train + 4,000 evaluate jobs. Times are wall seconds and child CPU seconds of one
+`snakemake -n` process, best of 3; each grid's dry runs alternate with those of three
+Snakefiles of shell rules (Snakemake's own floors): ``BARE``, the same number of train and
+evaluate jobs only; ``FLOOR``, every job of the study's DAG reading and writing the same
+files; ``DIRECTIVES``, FLOOR with the kinds of directives our train and evaluate rules carry,
+as constants. Each floor's job stats are checked against the workflow's before it is timed.
 """
 
 from __future__ import annotations
@@ -39,10 +42,17 @@ def grid_config(cells: int) -> dict:
     return cfg
 
 
-BARE = """\
-CELLS = [f"r{{i}}_bs{{b}}_s{{s}}" for i in range({n}) for b in (8, 32) for s in range({seeds})]
+# cell names that match the workflow's wildcard pattern (grid.CELL_PATTERN: r1e-06_bs8_s0)
+CELLS = """\
+CELLS = [f"r{{i}}e-06_bs{{b}}_s{{s}}" for i in range({n}) for b in (8, 32) for s in range({seeds})]
+TASKS = ["arith", "compare", "sequence", "format"]
+"""
+
+BARE = (
+    CELLS
+    + """\
 rule all:
-    input: expand("runs/m/sft/{{cell}}/eval/results.json", cell=CELLS)
+    input: expand("runs/m/sft/{{cell}}/eval/tasks/{{task}}/results.json", cell=CELLS, task=TASKS)
 rule data:
     output: "data/sft_train.jsonl"
     shell: "touch {{output}}"
@@ -52,19 +62,21 @@ rule train:
     shell: "touch {{output}}"
 rule evaluate:
     input: model="runs/{{model}}/{{stage}}/{{cell}}/model", run="runs/{{model}}/{{stage}}/{{cell}}/run.json"
-    output: "runs/{{model}}/{{stage}}/{{cell}}/eval/results.json"
+    output: "runs/{{model}}/{{stage}}/{{cell}}/eval/tasks/{{task}}/results.json"
     shell: "touch {{output}}"
 """
+)
 
 # The floor with the same jobs AND the same files: every job of the study's DAG (task data,
-# training data, base model, train, evaluate, tables, statistics, figures) reading and
-# writing the files it does in the study, from shell rules with constant inputs: no input
-# functions, params, resources, logs, benchmarks or scripts. What our rules add on top of it
-# is the cost of the workflow's own code and directives.
-FLOOR = """\
-CELLS = [f"r{{i}}_bs{{b}}_s{{s}}" for i in range({n}) for b in (8, 32) for s in range({seeds})]
-TASKS = ["arith", "compare", "sequence", "format"]
+# training data, base model, train, evaluate per (cell, task), tables, statistics, figures)
+# reading and writing the files it does in the study, from shell rules with constant inputs:
+# no input functions, params, resources, logs, benchmarks or scripts. What our rules add on
+# top of it is the cost of the workflow's own code and directives.
+FLOOR = (
+    CELLS
+    + """\
 CELL = "runs/{{model}}/{{stage}}/{{cell}}"
+EVAL = CELL + "/eval/tasks/{{task}}"
 rule all:
     input: "tables/scores.csv", "tables/split.csv", "figures/split.pdf"
 rule make_task_data:
@@ -83,15 +95,17 @@ rule train:
     output: model=directory(CELL + "/model"), run=CELL + "/run.json", history=CELL + "/log_history.json"
     shell: "touch {{output}}"
 rule evaluate:
-    input: model=CELL + "/model", run=CELL + "/run.json", tests=expand("data/synthetic/{{task}}/test.jsonl", task=TASKS)
-    output: results=CELL + "/eval/results.json", samples=directory(CELL + "/eval/samples")
+    input: model=CELL + "/model", run=CELL + "/run.json", data="data/synthetic/{{task}}/test.jsonl"
+    output: results=EVAL + "/results.json", samples=directory(EVAL + "/samples")
     shell: "touch {{output}}"
 rule aggregate:
-    input: [f"runs/m/sft/{{c}}/{{f}}" for c in CELLS for f in ("run.json", "log_history.json", "eval/results.json")]
+    input:
+        [f"runs/m/sft/{{c}}/{{f}}" for c in CELLS for f in ("run.json", "log_history.json")],
+        [f"runs/m/sft/{{c}}/eval/tasks/{{t}}/results.json" for c in CELLS for t in TASKS],
     output: "tables/scores.csv"
     shell: "touch {{output}}"
 rule statistics:
-    input: "tables/scores.csv", expand("runs/m/sft/{{cell}}/eval/samples", cell=CELLS)
+    input: "tables/scores.csv", expand("runs/m/sft/{{cell}}/eval/tasks/{{task}}/samples", cell=CELLS, task=TASKS)
     output: "tables/split.csv"
     shell: "touch {{output}}"
 rule plots:
@@ -99,40 +113,81 @@ rule plots:
     output: "figures/split.pdf"
     shell: "touch {{output}}"
 """
+)
 
 # The floor for rules of this workflow's kind: FLOOR's jobs and files, with the directives the
-# workflow's rules carry (script, log, benchmark, conda, threads, resources, params), all
-# constants. What the workflow costs beyond it is its own code: input and params functions,
-# resource functions, the study's loading and checks.
-DIRECTIVES = """\
-    log: "logs/{rule}/{{model}}_{{stage}}_{{cell}}.log"
-    benchmark: "timings/{rule}/{{model}}_{{stage}}_{{cell}}.tsv"
+# workflow's train and evaluate rules carry (script, log, benchmark, conda, threads,
+# resources, params, train's wildcard constraint) and its global wildcard constraints (the
+# patterns of workflow_scripts/grid.py and common.smk), all constants, as many params as each
+# real rule has. What the workflow costs beyond it is its own code: input and params
+# functions, resource functions, the study's loading and checks.
+WILDCARD_CONSTRAINTS = r"""wildcard_constraints:
+    model=r"[A-Za-z0-9._-]+",
+    stage=r"(?:sft|dpo)(?:_[a-z0-9]+)?",
+    cell=r"(?:r|lr)[0-9.]+e[+-]\d+_bs\d+_s\d+",
+    task=r"[A-Za-z0-9_]+",
+"""
+DIRECTIVES = {
+    "train": """\
+    log: "logs/train/{model}/{stage}/{cell}.log"
+    benchmark: "timings/train/{model}/{stage}/{cell}.tsv"
+    wildcard_constraints: stage="sft"
     conda: "env.yaml"
     threads: 1
     resources: mem_mb=16000, runtime=240, gpu=1, cpus_per_gpu=4
-    params: spec={{"recipe": {{"lr_scheduler_type": "cosine"}}}}, base="models/m/base"
+    params: spec={"recipe": {"lr_scheduler_type": "cosine"}}, base_model="models/m/base"
     script: "entry.py"
-"""
+""",
+    "evaluate": """\
+    log: "logs/evaluate/{model}/{stage}/{cell}/{task}.log"
+    benchmark: "timings/evaluate/{model}/{stage}/{cell}/{task}.tsv"
+    conda: "env.yaml"
+    threads: 1
+    resources: mem_mb=16000, runtime=240, gpu=1, cpus_per_gpu=4
+    params:
+        task={"arith": {"synthetic": "arithmetic"}},
+        data={"arith": "data/synthetic/arith/test.jsonl"},
+        scoring={"limit": None, "max_length": 2048, "apply_chat_template": True},
+        archive="archive/{model}/{stage}/{cell}/eval",
+    script: "entry.py"
+""",
+}
 
 
 def floor_with_directives(cells: int, workdir: Path) -> str:
-    """FLOOR, with every train and evaluate rule carrying the workflow's kinds of directives."""
+    """FLOOR, with the global wildcard constraints and the train and evaluate rules carrying
+    the workflow's kinds of directives (``DIRECTIVES``)."""
     (workdir / "entry.py").write_text("")
     (workdir / "env.yaml").write_text("dependencies: [python]\n")
     text = bare_snakefile(cells, FLOOR)
-    for rule in ("train", "evaluate"):
-        head = f"rule {rule}:\n"
-        body, rest = text.split(head, 1)[1].split('    shell: "touch {output}"\n', 1)
-        text = text.split(head, 1)[0] + head + body + DIRECTIVES.format(rule=rule) + rest
+    head, rules = text.split("rule all:\n", 1)
+    text = head + WILDCARD_CONSTRAINTS + "rule all:\n" + rules
+    for rule, directives in DIRECTIVES.items():
+        start = f"rule {rule}:\n"
+        before, after = text.split(start, 1)
+        body, rest = after.split('    shell: "touch {output}"\n', 1)
+        text = before + start + body + directives + rest
     return text
 
 
 def bare_snakefile(cells: int, template: str = BARE) -> str:
-    """Snakemake's own floor: the same train + evaluate job count (``BARE``: and nothing
-    else; ``FLOOR``: and the same files, so the same dependency lookups), from shell rules
-    with no functions, resources, logs or scripts."""
+    """One of Snakemake's own floors for a grid of ``cells`` cells (``BARE``: the same train
+    and evaluate job count and nothing else; ``FLOOR``: every job and the same files, so the
+    same dependency lookups), from shell rules with no functions, resources, logs or scripts."""
     seeds = 1 if cells <= 10 else 5
     return template.format(n=cells // (2 * seeds), seeds=seeds)
+
+
+def job_stats(out: str) -> dict[str, int]:
+    """``{rule: jobs}`` from the first "Job stats" table of a dry run's output."""
+    stats = {}
+    for line in out.split("Job stats:", 1)[1].splitlines():
+        row = line.split()
+        if len(row) == 2 and row[1].isdigit():
+            stats[row[0]] = int(row[1])
+            if row[0] == "total":
+                return stats
+    raise SystemExit(f"no job stats in: {out[-2000:]}")
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
@@ -166,20 +221,23 @@ def main() -> None:
             # interleaved, so that all see the same stretch of a shared machine
             runs = [{name: timed(cmd, REPO) for name, cmd in cmds.items()} for _ in range(ROUNDS)]
             best = {name: min(r[name][:2] for r in runs) for name in cmds}
-            table = runs[0]["ours"][2].split("Job stats:")[1].split("total")[0]  # the first listing
-            jobs = sum(
-                int(line.split()[-1])
-                for line in table.splitlines()
-                if line.split() and line.split()[0] in ("train", "evaluate")
-            )
+            stats = {name: job_stats(runs[0][name][2]) for name in cmds}
+            counts = {name: (s.get("train", 0), s.get("evaluate", 0), s["total"]) for name, s in stats.items()}
+            # the floors must have the workflow's jobs: all of them (floor, directives), or its
+            # train and evaluate jobs (bare)
+            for name in ("directives", "floor"):
+                if stats[name] != stats["ours"]:
+                    raise SystemExit(f"{name}: {stats[name]} is not the workflow's {stats['ours']}")
+            if counts["bare"][:2] != counts["ours"][:2]:
+                raise SystemExit(f"bare: train, evaluate {counts['bare'][:2]}, not {counts['ours'][:2]}")
             ratios = ", ".join(f"{best['ours'][1] / best[k][1]:.2f}x {k}" for k in ("directives", "floor", "bare"))
-            rows.append((f"dry run, {cells} cells", jobs, *best["ours"], ratios))
+            rows.append((f"dry run, {cells} cells", *counts["ours"], *best["ours"], ratios))
             for name, what in (
                 ("directives", "floor + the workflow's kinds of directives (constants)"),
                 ("floor", "shell rules, same jobs and files"),
                 ("bare", "shell rules, same train+evaluate count"),
             ):
-                rows.append((f"{name}: {what}, {cells} cells", jobs, *best[name], ""))
+                rows.append((f"{name}: {what}, {cells} cells", *counts[name], *best[name], ""))
     if (REPO / "results" / "tables" / "scores.csv").exists():
         cmd = [sys.executable, "-m", "snakemake", "--configfile", "studies/demo.yaml", "--cores", "2"]
         # a dry run first: a demo that is not up to date (code or params changed since it ran)
@@ -192,11 +250,12 @@ def main() -> None:
         runs = [timed(cmd, REPO) for _ in range(3)]
         assert all("Nothing to be done" in out for _, _, out in runs)
         wall, cpu, _ = min(runs)
-        rows.append(("no-op rerun of the finished demo", 0, wall, cpu, ""))
+        rows.append(("no-op rerun of the finished demo", 0, 0, 0, wall, cpu, ""))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print("| what | train+evaluate jobs | wall s | CPU s | CPU ratio |\n|---|---|---|---|---|")
-    for what, jobs, wall, cpu, ratio in rows:
-        print(f"| {what} | {jobs} | {wall:.2f} | {cpu:.2f} | {ratio} |")
+    print("| what | train jobs | evaluate jobs (cell x task) | all jobs | wall s | CPU s | CPU ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for what, train, evaluate, total, wall, cpu, ratio in rows:
+        print(f"| {what} | {train} | {evaluate} | {total} | {wall:.2f} | {cpu:.2f} | {ratio} |")
 
 
 if __name__ == "__main__":
