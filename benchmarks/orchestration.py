@@ -145,9 +145,11 @@ DIRECTIVES = {
     threads: 1
     resources: mem_mb=16000, runtime=240, gpu=1, cpus_per_gpu=4
     params:
-        task={"arith": {"synthetic": "arithmetic"}},
-        data={"arith": "data/synthetic/arith/test.jsonl"},
-        scoring={"limit": None, "max_length": 2048, "apply_chat_template": True},
+        evaluation={
+            "task": {"arith": {"synthetic": "arithmetic"}},
+            "data": {"arith": "data/synthetic/arith/test.jsonl"},
+            "scoring": {"limit": None, "max_length": 2048, "apply_chat_template": True},
+        },
         archive="archive/{model}/{stage}/{cell}/eval",
     script: "entry.py"
 """,

@@ -128,9 +128,19 @@ def get_task_data(wildcards):
     return EVALUATE_JOBS[wildcards.task]["inputs"]
 
 
-def evaluate_param(key):
-    """One of an evaluate job's params: its task's definition, data or scoring settings."""
-    return lambda wildcards: EVALUATE_JOBS[wildcards.task]["params"][key]
+def evaluate_inputs():
+    """An evaluate job's task data and prompt check. Without built-in tasks (every task
+    synthetic): the test split's template and no check, not two functions called per job
+    (8,000 calls in a 1,000-cell, 4-task dry run; the same files either way)."""
+    if BUILTIN_TASKS:
+        return {"data": get_task_data, "prompts": get_prompt_check}
+    return {"data": layout.TASK_TEST}
+
+
+def get_evaluate_params(wildcards):
+    """An evaluate job's params: its task's definition, its data and the score settings
+    (one function, not three: Snakemake calls each per job)."""
+    return EVALUATE_JOBS[wildcards.task]["params"]
 
 
 def cluster_resources(job, gpu, cells=1):

@@ -3,10 +3,9 @@
 
 rule evaluate:
     input:
+        **evaluate_inputs(),
         model=layout.CELL_MODEL,
         run=layout.RUN_JSON,
-        data=get_task_data,
-        prompts=get_prompt_check,
     # not protected(): a rerun (a score setting or the task changed) replaces the files, and
     # an ordinary user is never refused; every evaluation stays in results/archive/<run id>/eval,
     # written in lm-eval's own layout (results_<time>.json, samples_<task>_<time>.jsonl), which
@@ -27,9 +26,7 @@ rule evaluate:
     # the config (workflow_scripts/evaluations.py, SPEED_SETTINGS), so changing them
     # re-evaluates nothing
     params:
-        task=evaluate_param("task"),
-        data=evaluate_param("data"),
-        scoring=evaluate_param("scoring"),
+        evaluation=get_evaluate_params,
         archive=layout.EVAL_ARCHIVE,
     script:
         "../workflow_scripts/entry/evaluate.py"

@@ -73,7 +73,11 @@ def test_tables_carry_status_and_never_a_made_up_score(diverging_study):
 
 
 def test_killed_jobs_leave_no_final_file_reruns_complete_and_tables_are_deterministic(tmp_path):
-    cfg = write_config(small_study(ratios=(1e-3,), train_examples=16), tmp_path / "study.yaml")
+    study = small_study(ratios=(1e-3,), train_examples=16)
+    # two tasks (one generative, one multiple choice): each evaluation is its own job, and
+    # the study runs four times here
+    study["tasks"] = {k: v for k, v in study["tasks"].items() if k in ("arith", "compare")}
+    cfg = write_config(study, tmp_path / "study.yaml")
     results = tmp_path / "results/runs/tiny-llama/sft/r1e-03_bs4_s0/eval/tasks/arith/results.json"
     scores = tmp_path / "results/tables/scores.csv"
 
@@ -94,7 +98,7 @@ def test_killed_jobs_leave_no_final_file_reruns_complete_and_tables_are_determin
     snakemake(tmp_path, cfg, "--cores", "2")
     assert scores.exists() and not list(scores.parent.glob(".scores.csv.*"))
     table = pd.read_csv(scores)
-    assert len(table[table["primary"]]) == 4 and table["value"].between(0, 1).all()
+    assert len(table[table["primary"]]) == 2 and table["value"].between(0, 1).all()
 
     # 4. determinism: the same study run again from nothing gives byte-identical tables
     fresh = tmp_path / "fresh"

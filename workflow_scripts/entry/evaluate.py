@@ -9,17 +9,18 @@ from workflow_scripts.evaluations import speed_settings
 
 with logged(snakemake, offline=True):
     p = snakemake.params
+    task, data = p.evaluation["task"], p.evaluation["data"]  # one task: {name: definition}, {name: path}
     evaluate_cell(
         snakemake.input.model,
-        p.task,
-        p.data,
+        task,
+        data,
         snakemake.output.results,
         snakemake.output.samples,
         threads=snakemake.threads,
         run_json=snakemake.input.run,
         archive_dir=p.archive,
-        benchmark_dirs=p.data,
-        **p.scoring,
+        benchmark_dirs=data,
+        **p.evaluation["scoring"],
         # from the config, not params: a faster batch size or backend re-evaluates nothing
         **speed_settings(snakemake.config.get("evaluation") or {}),
     )
