@@ -85,6 +85,8 @@ def test_a_legacy_evaluation_older_than_its_cell_or_data_scores_nothing_of_them(
 def test_a_cell_not_scored_because_it_diverged_covers_every_task(tmp_path):
     files, data = legacy_cell(tmp_path, results={"status": "skipped", "results": {}})
     assert covered(files, data, tasks={**TASKS, "new": TASKS["arith"]}) == {"arith", "gsm8k", "new"}
+    os.utime(files["run_json"])  # trained again since (a new spec): the skip says nothing of it
+    assert covered(files, data) == set()
 
 
 def test_the_tables_inputs_of_a_fully_legacy_cell_are_exactly_what_they_were(tmp_path):

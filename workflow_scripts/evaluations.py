@@ -70,20 +70,21 @@ def legacy_tasks(results_json, run_json, tasks: dict, evaluation: dict, data: di
     than the cell's ``run.json`` and the task's data (``data[task]``: a path), as Snakemake's
     own triggers would have required. ``apply_chat_template`` is not in lm-eval's record: a study
     that changes it after the upgrade re-evaluates on purpose (docs/architecture.md). A cell
-    that did not train to the end was not scored on any task, so its record covers all.
+    that did not train to the end was not scored on any task, so its record covers all, as
+    long as the cell has not trained again since.
     """
     if not os.path.exists(results_json):
+        return set()
+    made = _mtime(results_json)
+    if _mtime(run_json) > made:  # the cell trained again since (a diverged one too)
         return set()
     results = _read(results_json)
     if results.get("status") == "skipped":
         return set(tasks)
-    made = _mtime(results_json)
     cfg = results.get("config") or {}
     model_args = cfg.get("model_args") if isinstance(cfg.get("model_args"), dict) else {}
     recorded_length = model_args.get("max_length", model_args.get("max_model_len"))
     if cfg.get("limit") != evaluation.get("limit") or recorded_length != evaluation.get("max_length"):
-        return set()
-    if _mtime(run_json) > made:
         return set()
     shots = results.get("n-shot") or {}
     out = set()

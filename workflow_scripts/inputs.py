@@ -67,9 +67,8 @@ def evaluate_jobs(study) -> dict[str, dict]:
     """Per task, what one evaluate job (cell, task) reads and is defined by: ``inputs`` (the
     task's data, where a rule makes it), ``prompt_check`` (a built-in task's: the model's
     passed prompt-length check of the task, rules/checks.smk, with its ``check_params``; none
-    for a synthetic task) and ``params`` (the
-    task's definition, its data and the settings that change scores:
-    :mod:`workflow_scripts.evaluations`)."""
+    for a synthetic task) and ``params`` (the task's definition, its data and the settings
+    that change scores: :mod:`workflow_scripts.evaluations`)."""
     made = set(synthetic_test_files(study)) | set(fetched_eval_data(study))
     builtin = set(builtin_task_names(study))
     data = task_data(study)
