@@ -33,10 +33,12 @@ rule train:
 
 # Packs: with stages.<stage>.cells_per_gpu = K, K cells of one ratio (its batch sizes x seeds,
 # in order) train at the same time on one GPU in one job; each keeps its own outputs. One
-# rule per slot pattern of a packed stage (the head wildcard is the ratio: r1e-04).
+# rule per slot pattern of a packed stage (the head wildcard is the ratio: r1e-04), for the
+# models whose grid has it (models[].stages.<stage>.grid: a model may have its own).
 for _stage in STUDY.packed_stages():
     for _i, _slots in enumerate(STUDY.pack_slots(_stage)):
         _names = [cell_name("{head}", bs, seed) for bs, seed in _slots]
+        _models = STUDY.pack_models(_stage, _slots)
 
         rule:
             name:
@@ -54,6 +56,7 @@ for _stage in STUDY.packed_stages():
             benchmark:
                 f"{layout.TIMINGS}/train/{{model}}/{{stage}}/{{head}}_pack{_i}.tsv"
             wildcard_constraints:
+                model=inputs.one_of(_models),
                 stage=re.escape(_stage),
                 head=HEAD_PATTERN,
             conda:

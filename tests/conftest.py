@@ -25,6 +25,10 @@ def small_study(ratios=(1e-4, 1e-3), batch_sizes=(4,), seeds=(0,), train_example
     """The demo study shrunk to seconds per job (same code paths, fewer steps and items)."""
     cfg = load_yaml(REPO / "studies" / "demo.yaml")
     cfg["study"] = "test-small"
+    # one model (the demo's first), no analysis section: what the tests have always trained,
+    # and a config an older checkout (tests/test_upgrade.py's BASE) accepts
+    cfg["models"] = cfg["models"][:1]
+    cfg.pop("analysis", None)
     cfg["data"]["synthetic"].update({"train_per_task": 60, "eval_per_task": 12})
     cfg["models"][0]["build"].update({"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2})
     cfg["stages"].pop("dpo", None)  # SFT only; with_dpo() adds a DPO stage where a test needs one

@@ -28,7 +28,17 @@ def group(b, stage):
 
 
 def test_demo_budget_by_hand(tmp_path):
-    b = study_budget(load_study(load_yaml(REPO / "studies/demo.yaml")), tmp_path, jobs=4)
+    cfg = load_yaml(REPO / "studies/demo.yaml")
+    both = study_budget(load_study(cfg), tmp_path, jobs=4)
+    # tiny-llama-xs: its own SFT grid of 3 cells at batch 32, no DPO (no group for it)
+    assert [(g["model"], g["stage"], g["cells"]) for g in both["groups"]] == [
+        ("tiny-llama", "sft", 6),
+        ("tiny-llama-xs", "sft", 3),
+        ("tiny-llama", "dpo", 2),
+    ]
+    assert both["groups"][1]["examples"] == 3 * 16_000 and both["cells"] == 11
+    cfg["models"] = cfg["models"][:1]  # below: tiny-llama alone
+    b = study_budget(load_study(cfg), tmp_path, jobs=4)
     sft, dpo = group(b, "sft"), group(b, "dpo")
     assert (b["cells"], sft["cells"], dpo["cells"]) == (8, 6, 2)
     # 16,000 examples per SFT cell (2,000 steps at 8, 500 at 32), 1,600 per DPO cell (200 at 8)

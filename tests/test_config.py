@@ -8,7 +8,8 @@ from workflow_scripts.config import ConfigError, load_study
 
 def test_demo_and_real_study_load():
     demo = load_study(load_yaml(REPO / "studies" / "demo.yaml"))
-    assert len(demo.cells_of("sft")) == 6 and len(demo.cells_of("dpo")) == 2
+    # tiny-llama: 3 ratios x 2 batch sizes, then 2 DPO ratios; tiny-llama-xs: its own 3 x 1, no DPO
+    assert len(demo.cells_of("sft")) == 6 + 3 and len(demo.cells_of("dpo")) == 2
     assert {t["category"] for t in demo.tasks.values()} == {"reasoning", "pattern"}
     real = load_study(load_yaml(REPO / "config.yaml"))
     assert len(real.cells_of("sft")) == 5 * 3 * 2 and len(real.cells_of("dpo")) == 3 * 2 * 2
@@ -48,7 +49,7 @@ def test_string_ratio_from_yaml_is_the_number_meant(demo_config, tmp_path):
     cfg = yaml.safe_load(text)
     assert cfg["stages"]["sft"]["grid"]["ratios"] == ["1e-4"]
     study = load_study(cfg)
-    sft = study.cells_of("sft")
+    sft = [c for c in study.cells_of("sft") if c.model == "tiny-llama"]  # tiny-llama-xs: a grid of its own
     assert {c.ratio for c in sft} == {1e-4}
     assert {c.learning_rate for c in sft} == {8e-4, 3.2e-3}
     assert {c.ratio for c in study.cells_of("dpo")} == {1e-5, 1e-4}  # "ratios: [1e-5, 1e-4]" too

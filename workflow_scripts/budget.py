@@ -208,7 +208,7 @@ def study_budget(study, workdir: str | Path = ".", jobs: int | None = None) -> d
     workdir, jobs = Path(workdir), jobs or profile_jobs()
     groups, cells, notes = [], [], []
     for stage in study.config["stages"]:
-        for model in study.models:
+        for model in (m for m in study.models if study.trains(m, stage)):
             group, group_cells, group_notes = stage_budget(study, stage, model, workdir)
             groups.append(group)
             cells.extend(group_cells)

@@ -74,12 +74,26 @@ class Study:
         except KeyError:
             raise KeyError(f"run id {run_id!r} is not in the grid of study {self.config['study']!r}") from None
 
+    def grid_of(self, model: str, stage: str) -> dict | None:
+        """The grid a model trains in a stage: its own (``models[].stages.<stage>.grid``) or
+        the stage's; None when the model does not train in that stage."""
+        return grid_for(self.config, self.models[model], stage)
+
+    def parent_spec(self, model: str, stage: str) -> dict | None:
+        """The ``parent`` (ratio or learning rate, batch size, seed) a model's cells of a DPO
+        stage start from: the model's own or the stage's; None for an SFT stage."""
+        return parent_for(self.config, self.models[model], stage)
+
+    def trains(self, model: str, stage: str) -> bool:
+        """Whether the model has cells in the stage (``models[].stages.<stage>: false``: not)."""
+        return self.grid_of(model, stage) is not None
+
     def parent_of(self, cell: Cell) -> str | None:
         """Run id of the SFT cell a DPO cell starts from (None for an SFT cell)."""
-        stage = self.config["stages"][cell.stage]
-        if "parent" not in stage:
+        parent = self.parent_spec(cell.model, cell.stage)
+        if parent is None:
             return None
-        return find_parent(self.cells, cell.model, stage["parent"], f"stages.{cell.stage}.parent").run_id
+        return find_parent(self.cells, cell.model, parent, parent_key(self.config, cell.model, cell.stage)).run_id
 
     def resources(self, model: str, job: str) -> dict:
         """SLURM resources of a model's ``train`` or ``evaluate`` job (config or defaults)."""
@@ -89,15 +103,27 @@ class Study:
         """Stages whose cells train several to a GPU (``cells_per_gpu`` > 1)."""
         return [s for s, st in self.config["stages"].items() if st["cells_per_gpu"] > 1]
 
-    def pack_slots(self, stage: str) -> list[list[tuple[int, int]]]:
-        """The (batch size, seed) slots of one pack, in order, for a packed stage.
+    def pack_slots(self, stage: str, model: str | None = None) -> list[list[tuple[int, int]]]:
+        """The (batch size, seed) slots of one pack, in order, for a packed stage: a model's
+        (``model``), or every distinct slot list of the models training the stage, in order.
 
         A pack is K cells of one model, stage and ratio (or learning rate): adding a ratio
         adds packs and never reshuffles existing ones."""
-        st = self.config["stages"][stage]
-        slots = [(bs, seed) for bs in st["grid"]["batch_sizes"] for seed in st["seeds"]]
+        if model is None:
+            out = []
+            for m in self.models:
+                out += [s for s in self.pack_slots(stage, m) if s not in out]
+            return out
+        st, grid = self.config["stages"][stage], self.grid_of(model, stage)
+        if grid is None:
+            return []
+        slots = [(bs, seed) for bs in grid["batch_sizes"] for seed in st["seeds"]]
         k = st["cells_per_gpu"]
         return [slots[i : i + k] for i in range(0, len(slots), k)]
+
+    def pack_models(self, stage: str, slots: list[tuple[int, int]]) -> list[str]:
+        """The models of a packed stage one of whose packs has these slots."""
+        return [m for m in self.models if slots in self.pack_slots(stage, m)]
 
     def locally_made(self, kind: str) -> list[str]:
         """Names of the models whose base weights a rule makes: 'build', 'gguf', or 'hub'
@@ -115,6 +141,31 @@ class Study:
         return spec.training_spec(self, cell)
 
 
+def _own(model: dict, stage: str):
+    """A model's own settings for a stage (``models[].stages.<stage>``): {}, an object or False."""
+    return (model.get("stages") or {}).get(stage, {})
+
+
+def grid_for(config: dict, model: dict, stage: str) -> dict | None:
+    """A model's grid in a stage (its own, else the stage's); None when it skips the stage."""
+    own = _own(model, stage)
+    return None if own is False else own.get("grid", config["stages"][stage]["grid"])
+
+
+def parent_for(config: dict, model: dict, stage: str) -> dict | None:
+    """A model's parent cell spec in a DPO stage (its own, else the stage's); None otherwise."""
+    own = _own(model, stage)
+    return None if own is False else own.get("parent", config["stages"][stage].get("parent"))
+
+
+def parent_key(config: dict, model: str, stage: str) -> str:
+    """The config key that names a model's parent in a stage (for error messages)."""
+    for i, m in enumerate(config["models"]):
+        if m["name"] == model and "parent" in (_own(m, stage) or {}):
+            return f"models[{i}].stages.{stage}.parent"
+    return f"stages.{stage}.parent"
+
+
 def find_parent(cells: list[Cell], model: str, parent: dict, key: str) -> Cell:
     """The SFT cell named by a DPO stage's ``parent`` (ratio or learning rate, batch size, seed)."""
     pstage = parent.get("stage", "sft")
@@ -129,7 +180,8 @@ def find_parent(cells: list[Cell], model: str, parent: dict, key: str) -> Cell:
     raise ConfigError(
         f"config error at {key}: the parent cell {wanted.name} (learning rate {wanted.learning_rate:g}, "
         f"batch size {bs}, seed {seed}) is not in the grid of stage {pstage!r} for model {model!r}. "
-        f"Name one of its cells ({have or 'none'}), or add it to stages.{pstage}.grid."
+        f"Name one of its cells ({have or 'none'}), or add it to stages.{pstage}.grid "
+        f"(or to the model's own models[].stages.{pstage}.grid)."
     )
 
 
@@ -173,7 +225,9 @@ def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
     cells: list[Cell] = []
     for stage_name, stage in cfg["stages"].items():
         for m in cfg["models"]:
-            cells.extend(expand_grid(m["name"], stage_name, stage["grid"], stage["seeds"]))
+            grid = grid_for(cfg, m, stage_name)
+            if grid is not None:  # models[].stages.<stage>: false trains no cell there
+                cells.extend(expand_grid(m["name"], stage_name, grid, stage["seeds"]))
     ids = [c.run_id for c in cells]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
@@ -193,8 +247,9 @@ def load_study(config: dict, base_dir: str | os.PathLike = ".") -> Study:
                 "give a run id MODEL/STAGE/CELL of its grid, e.g. "
                 f"{next(iter(known))}."
             )
-    for stage_name, stage in cfg["stages"].items():
-        if "parent" in stage:  # every model's DPO cells need their parent in that model's SFT grid
-            for m in cfg["models"]:
-                find_parent(cells, m["name"], stage["parent"], f"stages.{stage_name}.parent")
+    for stage_name in cfg["stages"]:
+        for m in cfg["models"]:  # every model's DPO cells need their parent in that model's SFT grid
+            parent = parent_for(cfg, m, stage_name)
+            if parent is not None:
+                find_parent(cells, m["name"], parent, parent_key(cfg, m["name"], stage_name))
     return Study(config=cfg, cells=cells, tasks=cfg["tasks"], models=models, base_dir=base_dir)

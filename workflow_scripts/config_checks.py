@@ -16,6 +16,7 @@ from .model_source import is_local_path
 from .numbers import canonical
 from .recipes import RecipeError, check_recipe
 from .spec import split_batch
+from .units import check_analysis
 
 # Metrics each synthetic generator's lm-eval task reports (see lmeval_tasks.py).
 SYNTHETIC_METRICS = {
@@ -96,27 +97,18 @@ def check_semantics(cfg: dict, base_dir: Path) -> None:
             raise ConfigError(
                 f"config error at {where}.parent: only a DPO stage has a parent cell; remove it, or name the stage dpo."
             )
+        own_parents = [m for m in cfg["models"] if "parent" in (_own(m, stage_name) or {})]
         if kind == "dpo":
-            if "parent" not in stage:
+            lacking = [m["name"] for m in cfg["models"] if _own(m, stage_name) is not False and m not in own_parents]
+            if "parent" not in stage and lacking:
                 raise ConfigError(
                     f"config error at {where}.parent: a DPO stage trains on top of one SFT cell; "
-                    "add parent: {ratio: ..., batch_size: ..., seed: ...} naming it."
+                    "add parent: {ratio: ..., batch_size: ..., seed: ...} naming it"
+                    f" (models without their own models[].stages.{stage_name}.parent: {lacking})."
                 )
-            pstage = stage["parent"].get("stage", "sft")
-            if pstage not in cfg["stages"] or stage_kind(pstage) != "sft":
-                sfts = [n for n in cfg["stages"] if stage_kind(n) == "sft"]
-                raise ConfigError(
-                    f"config error at {where}.parent.stage: {pstage!r} is not an SFT stage of "
-                    f"this study (SFT stages: {sfts or 'none'}). Add it, or name one of these."
-                )
-        grid = stage["grid"]
-        for key in ("ratios", "learning_rates", "batch_sizes"):
-            values = [canonical(v) for v in grid.get(key, [])]
-            dup = sorted({v for v in values if values.count(v) > 1})
-            if dup:
-                raise ConfigError(
-                    f"config error at {where}.grid.{key}: duplicate value(s) {dup}; each grid cell must appear once."
-                )
+            if "parent" in stage:
+                _check_parent_stage(cfg, stage["parent"], f"{where}.parent")
+        _check_grid(stage, stage["grid"], where, f"{where}.grid")
         dup_seeds = sorted({s for s in stage["seeds"] if stage["seeds"].count(s) > 1})
         if dup_seeds:
             raise ConfigError(f"config error at {where}.seeds: duplicate seed(s) {dup_seeds}.")
@@ -127,16 +119,6 @@ def check_semantics(cfg: dict, base_dir: Path) -> None:
                 f"training one cell on several GPUs ({where}.gpus = {gpus}) exclude each other; "
                 "set one of them to 1."
             )
-        micro = stage["micro_batch_size"]
-        for bs in grid["batch_sizes"]:
-            try:
-                split_batch(micro, bs, gpus)
-            except ValueError:
-                raise ConfigError(
-                    f"config error at {where}.grid.batch_sizes: effective batch size {bs} is not a "
-                    f"multiple of {where}.micro_batch_size ({micro}) x {where}.gpus ({gpus}). "
-                    "Choose batch sizes that micro_batch_size x gpus divides, or a smaller micro_batch_size."
-                ) from None
         for key, owner in GRID_OWNED_RECIPE_KEYS.items():
             if key in stage.get("recipe", {}):
                 owner = owner.format(where=where)
@@ -179,6 +161,9 @@ def check_semantics(cfg: dict, base_dir: Path) -> None:
                 f"cell), train_steps (steps per cell) or {where}.recipe.num_train_epochs."
             )
 
+    check_model_stages(cfg)
+    check_analysis(cfg["tasks"], cfg.get("analysis"))  # analysis.task_groups and .primary
+
     for name, task in cfg["tasks"].items():
         gen = task.get("synthetic")
         if gen and task["metric"] not in SYNTHETIC_METRICS[gen]:
@@ -206,4 +191,85 @@ def check_semantics(cfg: dict, base_dir: Path) -> None:
                 raise ConfigError(
                     f"config error at tasks.{name}.data_dir: {task['data_dir']!r} does not exist. "
                     "Fix the path, or remove data_dir to fetch the benchmark on the login node."
+                )
+
+
+def _own(model: dict, stage: str):
+    """A model's own settings for a stage (``models[].stages.<stage>``): {}, an object or False."""
+    return (model.get("stages") or {}).get(stage, {})
+
+
+def _check_grid(stage: dict, grid: dict, where: str, key: str) -> None:
+    """A grid (a stage's, or a model's own for the stage ``where``): no value twice, every
+    batch size a multiple of the stage's micro-batch x GPUs."""
+    for name in ("ratios", "learning_rates", "batch_sizes"):
+        values = [canonical(v) for v in grid.get(name, [])]
+        dup = sorted({v for v in values if values.count(v) > 1})
+        if dup:
+            raise ConfigError(
+                f"config error at {key}.{name}: duplicate value(s) {dup}; each grid cell must appear once."
+            )
+    micro, gpus = stage["micro_batch_size"], stage.get("gpus", 1)
+    for bs in grid["batch_sizes"]:
+        try:
+            split_batch(micro, bs, gpus)
+        except ValueError:
+            raise ConfigError(
+                f"config error at {key}.batch_sizes: effective batch size {bs} is not a "
+                f"multiple of {where}.micro_batch_size ({micro}) x {where}.gpus ({gpus}). "
+                "Choose batch sizes that micro_batch_size x gpus divides, or a smaller micro_batch_size."
+            ) from None
+
+
+def _check_parent_stage(cfg: dict, parent: dict, key: str) -> str:
+    """The SFT stage a ``parent`` names (default sft), which must be one of the study's."""
+    pstage = parent.get("stage", "sft")
+    if pstage not in cfg["stages"] or stage_kind(pstage) != "sft":
+        sfts = [n for n in cfg["stages"] if stage_kind(n) == "sft"]
+        raise ConfigError(
+            f"config error at {key}.stage: {pstage!r} is not an SFT stage of "
+            f"this study (SFT stages: {sfts or 'none'}). Add it, or name one of these."
+        )
+    return pstage
+
+
+def check_model_stages(cfg: dict) -> None:
+    """Each model's own stage settings (``models[].stages``): stages of the study, a grid
+    that passes the stage's checks, a parent only in a DPO stage and in an SFT stage the
+    model trains in, and at least one stage the model trains in."""
+    stages = cfg["stages"]
+    for i, m in enumerate(cfg["models"]):
+        own = m.get("stages") or {}
+        for stage_name, settings in own.items():
+            key = f"models[{i}].stages.{stage_name}"
+            if stage_name not in stages:
+                raise ConfigError(
+                    f"config error at {key}: {stage_name!r} is not a stage of this study (stages: "
+                    f"{', '.join(stages)}); name one of them, or remove the key."
+                )
+            if settings is False:
+                continue
+            if "grid" in settings:
+                _check_grid(stages[stage_name], settings["grid"], f"stages.{stage_name}", f"{key}.grid")
+            if "parent" in settings:
+                if stage_kind(stage_name) != "dpo":
+                    raise ConfigError(f"config error at {key}.parent: only a DPO stage has a parent cell; remove it.")
+                _check_parent_stage(cfg, settings["parent"], f"{key}.parent")
+        if all(own.get(s, {}) is False for s in stages):
+            raise ConfigError(
+                f"config error at models[{i}].stages: model {m['name']!r} trains in no stage (every "
+                "stage is false); let it train in one, or remove the model."
+            )
+        for stage_name, stage in stages.items():
+            settings = own.get(stage_name, {})
+            if stage_kind(stage_name) != "dpo" or settings is False:
+                continue
+            parent = settings.get("parent", stage.get("parent")) or {}
+            pstage = parent.get("stage", "sft")
+            if own.get(pstage, {}) is False:
+                raise ConfigError(
+                    f"config error at models[{i}].stages.{stage_name}: model {m['name']!r} does not train "
+                    f"in stage {pstage!r} (models[{i}].stages.{pstage}: false), where its {stage_name} "
+                    f"cells' parent would be; set models[{i}].stages.{stage_name}: false too, or let it "
+                    f"train in {pstage}."
                 )

@@ -3,6 +3,7 @@ the config breaks it: the key, what is wrong and how to fix it."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import jsonschema
@@ -29,8 +30,13 @@ def _schema_error_message(err: jsonschema.ValidationError) -> str:
         return f"config error at {key}: {err.message}. Allowed keys here: {', '.join(allowed)}."
     if err.validator == "oneOf" and key.endswith("grid"):
         return f"config error at {key}: give exactly one of 'ratios' or 'learning_rates' (together with 'batch_sizes')."
-    if err.validator == "oneOf" and ".models" in f".{key}":
+    if err.validator == "oneOf" and re.fullmatch(r"models\[\d+\]", key):
         return f"config error at {key}: give exactly one of 'id' (hub id or local path), 'build' or 'gguf'."
+    if err.validator == "oneOf" and re.fullmatch(r"models\[\d+\]\.stages\.[^.]+", key):
+        return (
+            f"config error at {key}: give false (the model does not train in this stage) or an object "
+            "with this model's own grid and/or parent, e.g. {grid: {ratios: [...], batch_sizes: [...]}}."
+        )
     if err.validator == "propertyNames" or (key == "stages" and err.validator == "pattern"):
         return (
             f"config error at stages: {err.instance!r} is not a stage name; name stages sft or dpo, "
