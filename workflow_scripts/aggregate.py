@@ -14,6 +14,9 @@ Inputs are the files the train and evaluate rules wrote; nothing is recomputed h
 * ``loss.csv``  training loss by optimizer step and examples seen, per run
 * ``runs.csv``  one row per run: hyperparameters, steps, examples seen, loss (times stay in
   run.json and the benchmark files, so that the same study gives byte-identical tables)
+* ``models.csv``  one row per model of the study, in config order: its parameter count and
+  where it comes from (``run.json``, recorded at training; ``config``, ``models[].parameters``;
+  empty when unknown)
 
 A cell's columns (model, stage, learning rate, batch size, ratio, seed) are the values its
 ``run.json`` recorded (``spec``), not re-derived from the run id. CSV tables carry every float
@@ -35,6 +38,7 @@ from .grid import parse_run_id
 from .io import atomic_path, atomic_write_text
 from .lmeval_tasks import split_metric, stderr_key
 from .markup import cells_latex, cells_markdown, pivot_latex, pivot_markdown, reference_latex, reference_markdown
+from .model_sizes import models_table
 from .numbers import fmt_num
 from .reference import reference_table
 
@@ -276,6 +280,8 @@ def write_tables(
     _write_csv(runs_table(cells), outputs["runs"], float_format)
     if published_csv is not None and "reference_csv" in outputs:
         write_reference(scores, published_csv, reference, study, outputs, float_format)
+    if config is not None and "models" in outputs:
+        _write_csv(models_table(cells, config["models"]), outputs["models"], float_format)
     if config is not None and "config" in outputs:
         atomic_write_text(
             outputs["config"],

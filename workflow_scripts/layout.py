@@ -66,6 +66,7 @@ TABLES = {
     "reference_csv": f"{TABLES_DIR}/reference.csv",
     "reference_tex": f"{TABLES_DIR}/reference.tex",
     "reference_md": f"{TABLES_DIR}/reference.md",
+    "models": f"{TABLES_DIR}/models.csv",
 }
 ANALYSIS = {
     f"{stem}_{ext}": f"{TABLES_DIR}/{stem}.{ext}"

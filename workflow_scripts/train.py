@@ -142,6 +142,7 @@ def train_cell(
     attention = spec["recipe"].get("attn_implementation") or attention_implementation(precision)
     # fp32 master weights; bf16 only as autocast (choose_precision)
     model = AutoModelForCausalLM.from_pretrained(load_from, dtype=torch.float32, attn_implementation=attention)
+    parameters = model.num_parameters()  # as loaded, before training: results/tables/models.csv
     # the template the cell trains with, saved with its tokenizer (so evaluation uses it too),
     # and the end of a turn as EOS of tokenizer and generation config
     template = chat_template.apply(
@@ -229,6 +230,7 @@ def train_cell(
         "spec": spec,
         "base_model": str(base_model),
         "base_model_hub": hub_model,
+        "parameters": parameters,
         "train_file": str(train_file),
         "train_file_sha256": sha256_file(train_file),
         "train_rows": len(rows),
