@@ -26,10 +26,11 @@ rule aggregate:
         "../workflow_scripts/entry/aggregate.py"
 
 
-# Tidy scores + per-item outputs -> slopes, split and ratio-invariance statistics.
+# Tidy scores + per-item outputs -> optima, the primary comparison, sizes, slopes, split, invariance.
 rule statistics:
     input:
         scores=layout.TABLES["scores"],
+        models=layout.TABLES["models"],
         samples=get_sample_dirs,
     output:
         **reported(layout.ANALYSIS, "Statistics", caption="../report/statistics.rst"),
@@ -46,5 +47,6 @@ rule statistics:
         cells=AGGREGATE_CELLS,
         tasks=STUDY.tasks,
         study=CFG["study"],
+        analysis=STUDY.config.get("analysis", {}),
     script:
         "../workflow_scripts/entry/analyze.py"

@@ -7,6 +7,9 @@ rule plots:
         loss=layout.TABLES["loss"],
         slopes=layout.ANALYSIS["slopes_csv"],
         split=layout.ANALYSIS["split_csv"],
+        optima=layout.ANALYSIS["optima_csv"],
+        comparison=layout.ANALYSIS["comparison_csv"],
+        sizes=layout.ANALYSIS["sizes_csv"],
         published=workflow.source_path("../reference/smoltulu_results.csv"),
         reference=layout.TABLES["reference_csv"],
     output:

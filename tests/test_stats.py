@@ -1,5 +1,5 @@
 """Tests of workflow_scripts.stats: planted effects in simulated studies, design checks, exclusions
-(and of analysis.confounding_note, the prose on what the simulated grids held fixed).
+(and of prose.confounding_note, the prose on what the simulated grids held fixed).
 
 Many simulated studies are analysed in one call by giving each study its own ``model`` name;
 the statistics are computed per model x stage, so this is the same as one call per study.
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from workflow_scripts import stats
-from workflow_scripts.analysis import confounding_note
+from workflow_scripts.prose import confounding_note
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_SCORES = REPO / "results" / "tables" / "scores.csv"

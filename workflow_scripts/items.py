@@ -19,12 +19,23 @@ def sample_files(task: str, spec: dict) -> list[str]:
     return builtin_leaves(task)
 
 
+def chance(sample: dict) -> float:
+    """An item's score by chance: 1 / choices when lm-eval scored it by choosing among
+    continuations (each argument is a (context, continuation) pair), 0 when it generated."""
+    args = sample.get("arguments") or []
+    if len(args) > 1 and all(isinstance(a, (list, tuple)) and len(a) == 2 and isinstance(a[1], str) for a in args):
+        return 1.0 / len(args)
+    return 0.0
+
+
 def load_items(cells: list[dict], tasks: dict) -> pd.DataFrame:
-    """Rows (run_id, task, doc_id, score) for the primary metric of every scored cell.
+    """Rows (run_id, task, doc_id, score, chance) for the primary metric of every scored cell.
 
     ``cells`` are the tables' cell entries (:func:`workflow_scripts.evaluations.cell_inputs`);
     the samples live beside each task's results in ``samples/{lm-eval task}.jsonl``. Skipped
-    (diverged) cells contribute nothing.
+    (diverged) cells contribute nothing. ``chance`` is the item's score by chance
+    (:func:`chance`), what :func:`workflow_scripts.optima.impute_excluded` scores an
+    excluded cell at.
     """
     rows = []
     for c in cells:
@@ -42,5 +53,13 @@ def load_items(cells: list[dict], tasks: dict) -> pd.DataFrame:
                         if s.get("filter", "none") != filt or metric not in s:
                             continue
                         doc = int(s["doc_id"]) if leaf == task else f"{leaf}/{int(s['doc_id'])}"
-                        rows.append({"run_id": c["run_id"], "task": task, "doc_id": doc, "score": float(s[metric])})
-    return pd.DataFrame(rows, columns=["run_id", "task", "doc_id", "score"])
+                        rows.append(
+                            {
+                                "run_id": c["run_id"],
+                                "task": task,
+                                "doc_id": doc,
+                                "score": float(s[metric]),
+                                "chance": chance(s),
+                            }
+                        )
+    return pd.DataFrame(rows, columns=["run_id", "task", "doc_id", "score", "chance"])

@@ -5,7 +5,8 @@
            diverged cells a red cross
 * heatmap: score over learning rate x effective batch size, one panel per task
 * loss:    training loss against examples seen, one line per run
-* forest:  per-task slope against log10(LR/BS) with 95% intervals, by category (headline)
+* optima, sizes: where each task peaks, and against model size (optima_figures.py; the headline)
+* forest:  per-task slope against log10(LR/BS) with 95% intervals, by category (secondary)
 * iso_ratio: score against batch size at a fixed ratio
 * reference: our best cells beside the published SmolTulu scores (where tasks match),
            drawn by reference_figure.py
@@ -22,6 +23,7 @@ from matplotlib.lines import Line2D
 
 from .canvas import message_figure, save, stage_panels, task_grid
 from .numbers import fmt_num
+from .optima_figures import optima_figure, sizes_figure
 from .reference_figure import reference_figure
 
 CATEGORY_DASHES = {"reasoning": "", "pattern": (4, 2)}
@@ -195,10 +197,15 @@ def forest_figure(slopes: pd.DataFrame, split: pd.DataFrame, study: str):
             r = sp.iloc[0]
             title += (
                 f"\nsplit (reasoning - pattern, normalised) {r['split']:.2f} "
-                f"[{r['split_lo']:.2f}, {r['split_hi']:.2f}], p = {r['p_value']:.2g}"
+                f"[{r['split_lo']:.2f}, {r['split_hi']:.2f}] (these tasks); categories: p = {r['p_value']:.2g} "
+                f"(p_min {r['p_min']:.2g})"
             )
         ax.set_title(title, fontsize=8)
-    fig.suptitle(f"{study}: how each task's score moves with LR/BS (positive: higher ratio helps)", fontsize=9)
+    fig.suptitle(
+        f"{study}: how each task's score moves with LR/BS (positive: higher ratio helps); "
+        "CI: these tasks, p: tasks as units",
+        fontsize=9,
+    )
     return fig
 
 
@@ -235,6 +242,9 @@ def write_figures(
     study: str,
     slopes_csv=None,
     split_csv=None,
+    optima_csv=None,
+    comparison_csv=None,
+    sizes_csv=None,
     published_csv=None,
     reference_csv=None,
 ) -> None:
@@ -251,6 +261,10 @@ def write_figures(
             outputs["forest_pdf"],
             outputs["forest_png"],
         )
+    if optima_csv is not None:
+        optima, comparison = pd.read_csv(optima_csv), pd.read_csv(comparison_csv)
+        save(optima_figure(optima, comparison, study), outputs["optima_pdf"], outputs["optima_png"])
+        save(sizes_figure(pd.read_csv(sizes_csv), study), outputs["sizes_pdf"], outputs["sizes_png"])
     published = pd.read_csv(published_csv) if published_csv else None
     named = pd.read_csv(reference_csv) if reference_csv else None
     save(reference_figure(scores, published, study, named), outputs["reference_pdf"], outputs["reference_png"])

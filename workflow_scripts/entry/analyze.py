@@ -8,4 +8,12 @@ from workflow_scripts.analysis import write_analysis
 
 with logged(snakemake):
     p = snakemake.params
-    write_analysis(snakemake.input.scores, p.cells, p.tasks, dict(snakemake.output), study=p.study)
+    write_analysis(
+        snakemake.input.scores,
+        p.cells,
+        p.tasks,
+        dict(snakemake.output),
+        study=p.study,
+        analysis=p.analysis,
+        models_csv=snakemake.input.models,
+    )

@@ -15,6 +15,9 @@ with logged(snakemake):
         study=snakemake.params.study,
         slopes_csv=inp.slopes,
         split_csv=inp.split,
+        optima_csv=inp.optima,
+        comparison_csv=inp.comparison,
+        sizes_csv=inp.sizes,
         published_csv=inp.published,
         reference_csv=inp.reference,
     )
