@@ -11,8 +11,9 @@ import pytest
 from conftest import small_study
 
 from workflow_scripts.aggregate import score_rows, write_tables
+from workflow_scripts.analysis import write_analysis
 from workflow_scripts.config import load_study
-from workflow_scripts.freeze import TABLE_NAMES, at_legacy_precision, freeze, verify
+from workflow_scripts.freeze import STATISTICS_NAMES, TABLE_NAMES, at_legacy_precision, freeze, verify
 from workflow_scripts.grid import parse_run_id
 from workflow_scripts.layout import cell_files
 from workflow_scripts.lmeval_tasks import stderr_key
@@ -124,12 +125,18 @@ def study_root(tmp_path):
 
 
 def tables(study, cells, folder: Path, float_format=None) -> dict:
+    """The aggregate tables (as rule aggregate writes them) and the statistics of those
+    tables (as rule statistics does), in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     outputs = {k: str(folder / n) for k, n in TABLE_NAMES.items()}
-    return {
-        "frames": write_tables(cells, study.tasks, study.config["study"], outputs, float_format=float_format),
-        "paths": outputs,
-    }
+    frames = write_tables(
+        cells, study.tasks, study.config["study"], outputs, config=study.config, float_format=float_format
+    )
+    statistics = {k: str(folder / n) for k, n in STATISTICS_NAMES.items()}
+    write_analysis(
+        outputs["scores"], cells, study.tasks, statistics, study.config["study"], models_csv=outputs["models"]
+    )
+    return {"frames": frames, "paths": outputs}
 
 
 def test_tables_read_run_json_and_keep_every_float(study_root):

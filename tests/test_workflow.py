@@ -1,6 +1,7 @@
 """End to end through Snakemake: a small study trains (TRL), scores (lm-eval), aggregates
 and plots; adding a ratio then reruns only that ratio's cells."""
 
+import hashlib
 import re
 
 import pandas as pd
@@ -68,16 +69,25 @@ def test_tables_have_one_row_per_cell_and_task_with_parsable_ids(study_dir):
     assert "\\begin{tabular}" in tex and "\\toprule" in tex
     loss = pd.read_csv(study_dir / "results/tables/loss.csv")
     assert set(loss["run_id"]) == set(prim["run_id"]) and loss["loss"].gt(0).all()
-    for name in ("split", "forest", "heatmap", "iso_ratio", "loss", "reference"):
+    for name in ("optima", "sizes", "split", "forest", "heatmap", "iso_ratio", "loss", "reference"):
         assert (study_dir / f"figures/{name}.pdf").read_bytes().startswith(b"%PDF")
         assert (study_dir / f"figures/{name}.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_statistics_tables_in_three_formats(study_dir):
     tables = study_dir / "results/tables"
-    for stem in ("slopes", "split", "invariance"):
+    for stem in ("comparison", "optima", "exclusions", "slopes", "split", "invariance"):
         assert (tables / f"{stem}.csv").exists() and "\\toprule" in (tables / f"{stem}.tex").read_text()
         assert (tables / f"{stem}.md").read_text().count("|") > 10
+    # one model: no size comparison (the table has its columns and no rows)
+    assert pd.read_csv(tables / "sizes.csv").empty
+    optima = pd.read_csv(tables / "optima.csv")
+    # two ratios: every peak is at an edge of the grid, a bound, and the table says so
+    assert set(optima["unit"]) == TASKS and set(optima["scoring"]) == {"excluded", "chance"}
+    assert optima["edge"].isin(["low", "high"]).all()
+    comparison = pd.read_csv(tables / "comparison.csv")
+    # no analysis.primary in this study: the comparison is exploratory, and said to be
+    assert set(comparison["set"]) == {"exploratory"}
     slopes = pd.read_csv(tables / "slopes.csv")
     assert set(slopes["task"]) == TASKS and slopes["n_cells"].eq(2).all()
     inv = pd.read_csv(tables / "invariance.csv")
@@ -86,6 +96,8 @@ def test_statistics_tables_in_three_formats(study_dir):
     summary = (tables / "analysis.md").read_text()
     # one batch size: the note says that neither steps nor examples vary with it
     assert "one batch size (4)" in summary and "split" in summary
+    assert "No primary comparison was pre-registered" in summary
+    assert "cannot support a claim about reasoning and pattern tasks in general" in summary
 
 
 def test_every_rule_left_a_log_and_a_benchmark(study_dir):
@@ -234,6 +246,8 @@ def test_freeze_verify_and_a_changed_raw_score_is_named(study_dir):
 
     manifest = json.loads((frozen / "MANIFEST.json").read_text())
     assert "tables/scores.csv" in manifest["files"] and "figures/split.pdf" in manifest["files"]
+    for name in ("comparison.csv", "optima.csv", "sizes.csv", "exclusions.csv", "analysis.md", "models.csv"):
+        assert f"tables/{name}" in manifest["files"], name
     assert set(manifest["lm_eval_task_hashes"]) == TASKS and manifest["versions"]["lm_eval"]
     assert len(manifest["grid"]) == len({c["run_id"] for c in manifest["grid"]})
 
@@ -254,6 +268,38 @@ def test_freeze_verify_and_a_changed_raw_score_is_named(study_dir):
         raw.write_text(original)
     assert bad.returncode == 1
     assert f"{run_id} / compare / acc,none" in bad.stderr and "0.123456" in bad.stderr
+    assert _freeze_cli("verify", "paper-v1", "--root", str(study_dir)).returncode == 0
+
+    # the statistics regenerate from the raw per-item scores: one flipped answer is named
+    samples = raw.parent / "samples/compare.jsonl"
+    kept_samples = samples.read_bytes()
+    lines = kept_samples.decode().splitlines()
+    first = json.loads(lines[0])
+    first["acc"] = 1.0 - first["acc"]
+    samples.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    try:
+        flipped = _freeze_cli("verify", "paper-v1", "--root", str(study_dir))
+    finally:
+        samples.write_bytes(kept_samples)
+    assert flipped.returncode == 1 and "slopes.csv: regenerated statistics differ" in flipped.stderr, flipped.stderr
+    assert _freeze_cli("verify", "paper-v1", "--root", str(study_dir)).returncode == 0
+
+    # a hand-edited frozen statistics table is named, whether or not its hash was updated
+    table = frozen / "tables/comparison.csv"
+    kept = table.read_bytes()
+    assert b"exploratory,excluded," in kept
+    table.write_bytes(kept.replace(b"exploratory,excluded,", b"exploratory,excluded,9", 1))
+    try:
+        named = _freeze_cli("verify", "paper-v1", "--root", str(study_dir))
+        manifest["files"]["tables/comparison.csv"] = hashlib.sha256(table.read_bytes()).hexdigest()
+        (frozen / "MANIFEST.json").write_text(json.dumps(manifest))
+        forged = _freeze_cli("verify", "paper-v1", "--root", str(study_dir))
+    finally:
+        table.write_bytes(kept)
+        manifest["files"]["tables/comparison.csv"] = hashlib.sha256(kept).hexdigest()
+        (frozen / "MANIFEST.json").write_text(json.dumps(manifest))
+    assert named.returncode == 1 and "comparison.csv: sha256 differs" in named.stderr
+    assert forged.returncode == 1 and "comparison.csv: regenerated statistics differ" in forged.stderr
     assert _freeze_cli("verify", "paper-v1", "--root", str(study_dir)).returncode == 0
     unknown = _freeze_cli("verify", "no-such-tag", "--root", str(study_dir))
     assert unknown.returncode == 2 and "no-such-tag/MANIFEST.json does not exist" in unknown.stderr

@@ -3,12 +3,15 @@
     python -m workflow_scripts.freeze freeze TAG [--configfile studies/demo.yaml]
     python -m workflow_scripts.freeze verify TAG
 
-``freeze`` copies ``results/tables`` and ``figures`` to ``results/frozen/TAG/`` with a
+``freeze`` copies ``results/tables`` (the aggregate tables and the statistics of rule
+statistics, analysis.md included) and ``figures`` to ``results/frozen/TAG/`` with a
 ``MANIFEST.json``: sha256 of every file, the resolved config, the grid (every run id and its
 hyperparameters), package versions, git commit, a hash of each lm-eval task definition as
 lm-eval recorded it, and the model and dataset revisions and hashes. An existing tag is
 never overwritten. ``verify`` rebuilds the tables from the raw per-cell outputs listed in the
-manifest and fails, naming each differing file and cell, if anything differs.
+manifest (and, from them, the statistics: the bootstrap is seeded, so they regenerate byte
+for byte) and fails, naming each differing file and cell, if anything differs. A set frozen
+before a table existed is verified on the tables it holds.
 
 Tables are compared byte for byte at the precision the frozen file carries. CSV tables are
 written at full precision (every float reads back exactly); sets frozen before that carry
@@ -21,8 +24,10 @@ beyond the sixth significant digit is not: that file never recorded it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
+import io
 import json
 import math
 import re
@@ -41,9 +46,22 @@ from .io import atomic_write_json
 from .layout import cell_files
 from .provenance import git_commit, package_versions, sha256_file
 
-# the tables a freeze holds and verify regenerates (file names as rule aggregate writes them)
-FROZEN_TABLES = ("scores", "pivot_csv", "pivot_tex", "pivot_md", "cells_csv", "cells_tex", "cells_md", "loss", "runs")
+# the tables a freeze holds and verify regenerates (file names as rules aggregate and
+# statistics write them); a set frozen earlier is verified on the tables it holds
+FROZEN_TABLES = (
+    "scores",
+    "pivot_csv",
+    "pivot_tex",
+    "pivot_md",
+    "cells_csv",
+    "cells_tex",
+    "cells_md",
+    "loss",
+    "runs",
+    "models",
+)
 TABLE_NAMES = {key: Path(layout.TABLES[key]).name for key in FROZEN_TABLES}
+STATISTICS_NAMES = {key: Path(path).name for key, path in layout.ANALYSIS.items()}
 CELL_KEY = ["run_id", "task", "metric"]
 LEGACY_FLOAT_FORMAT = "%.6g"  # how CSV tables wrote floats before full precision
 MODEL_METADATA_KEYS = {"pretrained", "dtype", "revision", "device", "max_length", "batch_size"}
@@ -87,7 +105,11 @@ def freeze(tag: str, study, root: str | Path = ".") -> Path:
         raise FreezeError(
             f"the study is not complete ({len(missing)} files missing, e.g. {missing[0]}); run snakemake first"
         )
-    sources = {f"tables/{n}": root / layout.TABLES_DIR / n for n in TABLE_NAMES.values()}
+    names = [*TABLE_NAMES.values(), *STATISTICS_NAMES.values()]
+    sources = {f"tables/{n}": root / layout.TABLES_DIR / n for n in names}
+    missing = [rel for rel, src in sources.items() if not src.exists()]
+    if missing:
+        raise FreezeError(f"results/{missing[0]} does not exist; run snakemake to build every table first")
     sources.update({f"figures/{p.name}": p for p in sorted((root / "figures").glob("*.p*[fg]"))})
     runs = [json.loads(Path(c["run_json"]).read_text()) for c in cells]
     tmp = dest.with_name(f".{tag}.partial")
@@ -147,10 +169,31 @@ def at_legacy_precision(path: str | Path) -> bool:
 
 
 def _regenerate(cells: list[dict], manifest: dict, folder: Path, float_format: str | None) -> dict:
-    """The tables of the manifest's cells, written under ``folder``; key -> path."""
+    """The aggregate tables of the manifest's cells, written under ``folder``; key -> path."""
     folder.mkdir()
     outputs = {k: str(folder / n) for k, n in TABLE_NAMES.items()}
-    write_tables(cells, manifest["tasks"], manifest["study"], outputs, float_format=float_format)
+    write_tables(
+        cells, manifest["tasks"], manifest["study"], outputs, config=manifest["config"], float_format=float_format
+    )
+    return outputs
+
+
+def _regenerate_statistics(cells: list[dict], manifest: dict, tables: dict, folder: Path) -> dict:
+    """The statistics tables (and analysis.md) from the regenerated scores; key -> path."""
+    from .analysis import write_analysis
+
+    folder.mkdir()
+    outputs = {k: str(folder / n) for k, n in STATISTICS_NAMES.items()}
+    with contextlib.redirect_stdout(io.StringIO()):  # write_analysis prints analysis.md
+        write_analysis(
+            tables["scores"],
+            cells,
+            manifest["tasks"],
+            outputs,
+            study=manifest["study"],
+            analysis=manifest["config"].get("analysis", {}),
+            models_csv=tables["models"],
+        )
     return outputs
 
 
@@ -173,7 +216,8 @@ def verify(tag: str, root: str | Path = ".") -> list[str]:
     entries = manifest.get("inputs") or [cell_files(c["run_id"]) for c in manifest["grid"]]
     cells = [rebase(c, root) for c in entries]
     tables = dest / "tables"
-    legacy = {n for n in TABLE_NAMES.values() if n.endswith(".csv") and at_legacy_precision(tables / n)}
+    held = {rel.removeprefix("tables/") for rel in manifest["files"]}
+    legacy = {n for n in TABLE_NAMES.values() if n in held and n.endswith(".csv") and at_legacy_precision(tables / n)}
     with tempfile.TemporaryDirectory() as tmp:
         fresh = _regenerate(cells, manifest, Path(tmp) / "full", None)
         old = _regenerate(cells, manifest, Path(tmp) / "legacy", LEGACY_FLOAT_FORMAT) if legacy else {}
@@ -181,12 +225,31 @@ def verify(tag: str, root: str | Path = ".") -> list[str]:
         now = old["scores"] if "scores.csv" in legacy else fresh["scores"]
         problems += _diff_scores(pd.read_csv(tables / "scores.csv"), pd.read_csv(now))
         for key, name in TABLE_NAMES.items():
+            if name not in held:
+                continue
             frozen = (tables / name).read_bytes()
             if Path(fresh[key]).read_bytes() != frozen and not (
                 name in legacy and Path(old[key]).read_bytes() == frozen
             ):
                 problems.append(f"{name}: regenerated table differs from results/frozen/{tag}/tables/{name}")
+        if held & set(STATISTICS_NAMES.values()):  # from the scores at the frozen table's precision
+            stats = _regenerate_statistics(cells, manifest, {**fresh, "scores": now}, Path(tmp) / "statistics")
+            for key, name in STATISTICS_NAMES.items():
+                if name in held and Path(stats[key]).read_bytes() != (tables / name).read_bytes():
+                    problems.append(
+                        f"{name}: regenerated statistics differ from results/frozen/{tag}/tables/{name}"
+                        + _first_difference(tables / name, Path(stats[key]))
+                    )
     return problems
+
+
+def _first_difference(frozen: Path, now: Path) -> str:
+    """Where two text tables first differ (line number and both lines), for the message."""
+    a, b = frozen.read_text().splitlines(), now.read_text().splitlines()
+    for i, (x, y) in enumerate(zip(a, b), start=1):
+        if x != y:
+            return f" (line {i}: frozen {x[:160]!r}, now {y[:160]!r})"
+    return f" (frozen {len(a)} lines, now {len(b)})"
 
 
 def main(argv=None) -> int:
