@@ -1,7 +1,8 @@
 """The evaluate job's shortcuts through lm-eval (``evaluate.lm_eval_shortcuts``) change no number,
-no prompt and no record: lm-eval's templates render the same text, its environment record is
-its own, and a whole evaluation (every synthetic task kind, on a tiny model) is identical with
-and without them. A newer lm-eval that renames what they replace fails here first."""
+no prompt and no record: lm-eval's templates render the same text, its environment record
+(torch's ``collect_env``, run early in a thread) is its own, and a whole evaluation (every
+synthetic task kind, on a tiny model) is identical with and without them. A newer lm-eval that
+renames what they replace fails here first."""
 
 import json
 import re
@@ -10,7 +11,7 @@ import pytest
 from conftest import small_study, tiny_setup
 
 from workflow_scripts.builtin_tasks import load_definition
-from workflow_scripts.evaluate import lm_eval_shortcuts
+from workflow_scripts.evaluate import early_env_info, lm_eval_shortcuts
 from workflow_scripts.lmeval_tasks import SEED, task_specs
 
 DOCS = [
@@ -49,17 +50,34 @@ def test_templates_render_as_lm_eval_renders_them():
 
 def test_the_environment_record_is_lm_evals_own():
     import lm_eval.evaluator
+    import torch.utils.collect_env
 
-    plain = lm_eval.evaluator.add_env_info
+    plain = torch.utils.collect_env.get_pretty_env_info
     expected: dict = {}
-    plain(expected)
+    lm_eval.evaluator.add_env_info(expected)
     got: dict = {"kept": 1}
     with lm_eval_shortcuts():
-        assert lm_eval.evaluator.add_env_info is not plain
+        assert torch.utils.collect_env.get_pretty_env_info is not plain
         lm_eval.evaluator.add_env_info(got)
     assert got.pop("kept") == 1
-    assert got == expected and "pretty_env_info" in got
-    assert lm_eval.evaluator.add_env_info is plain
+    assert got == expected and "PyTorch version" in got["pretty_env_info"]
+    assert torch.utils.collect_env.get_pretty_env_info is plain
+
+
+def test_a_failing_environment_probe_is_recorded_as_lm_eval_records_it(monkeypatch):
+    import lm_eval.evaluator
+    import torch.utils.collect_env
+
+    def broken():
+        raise RuntimeError("no lscpu here")
+
+    monkeypatch.setattr(torch.utils.collect_env, "get_pretty_env_info", broken)
+    expected: dict = {}
+    lm_eval.evaluator.add_env_info(expected)
+    got: dict = {}
+    with lm_eval_shortcuts(early_env_info()):
+        lm_eval.evaluator.add_env_info(got)
+    assert got == expected and got["pretty_env_info"] == "no lscpu here"
 
 
 def test_an_evaluation_is_identical_with_the_shortcuts(tmp_path):

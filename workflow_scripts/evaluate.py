@@ -58,8 +58,10 @@ def evaluate_cell(
             return write_skipped(run, out_json, samples_dir)
 
     with collector_paused():  # seconds of imports
-        import lm_eval
         import torch
+
+        env_info = early_env_info()  # beside the other imports
+        import lm_eval
         from lm_eval.loggers import EvaluationTracker
         from lm_eval.tasks import TaskManager
         from lm_eval.utils import handle_non_serializable
@@ -76,7 +78,7 @@ def evaluate_cell(
     # into the archive: the dated entry lm-eval's tools read
     tracker = EvaluationTracker(output_path=str(archive_dir) if archive_dir is not None else None)
     print(f"[evaluate] {model_dir}: tasks {sorted(tasks)} on {device} ({dtype}), batch {batch_size}", flush=True)
-    with lm_eval_shortcuts():
+    with lm_eval_shortcuts(env_info):
         out = lm_eval.simple_evaluate(
             model=backend,
             model_args=model_args,
@@ -153,32 +155,57 @@ def collector_paused():
             gc.enable()
 
 
+def early_env_info():
+    """Start torch's ``collect_env`` (results.json's ``pretty_env_info``, as lm-eval records it)
+    in a thread: ~0.8 s of subprocesses (pip, lscpu, nvidia-smi) that lm-eval runs only once
+    scoring is done. Returns a stand-in for ``torch.utils.collect_env.get_pretty_env_info`` that
+    waits for that thread and returns its text, or raises its error (lm-eval records that)."""
+    import torch.backends.xnnpack  # noqa: F401  collect_env's one lazy import, made here, not in the thread
+    import torch.utils.collect_env
+
+    plain = torch.utils.collect_env.get_pretty_env_info
+    box: dict = {}
+
+    def collect():
+        try:
+            box["text"] = plain()
+        except Exception as e:  # noqa: BLE001  raised where lm-eval asks for it
+            box["error"] = e
+
+    thread = threading.Thread(target=collect, name="torch collect_env", daemon=True)
+    thread.start()
+
+    def get_pretty_env_info() -> str:
+        thread.join()
+        if "text" in box:
+            return box["text"]
+        if "error" in box:
+            raise box["error"]
+        return plain()
+
+    return get_pretty_env_info
+
+
 @contextlib.contextmanager
-def lm_eval_shortcuts():
+def lm_eval_shortcuts(env_info=None):
     """Two fixed costs of every lm-eval 0.4.13 evaluation, cut without changing what it computes.
 
     Templates: ``lm_eval.utils.apply_template`` compiles its Jinja template anew for every
     document and field (``Environment.from_string`` caches nothing: ~1 ms a call, some 1,200
-    calls for a 200-item task, 1.5 s of a 10 s demo job). Here each distinct template is
-    compiled once, in lm-eval's own environment, and rendered per document as lm-eval renders
-    it (a ``Template`` renders every call in a fresh context): the same text.
+    calls for a 200-item task, 1 s of a 10 s demo job). Here each distinct template is compiled
+    once, in lm-eval's own environment, and rendered per document as lm-eval renders it (a
+    ``Template`` renders every call in a fresh context): the same text.
 
-    Environment record: lm-eval's ``add_env_info`` (``pretty_env_info`` and the versions in
-    results.json) runs torch's ``collect_env``, ~0.9 s of subprocesses (pip, lscpu, nvidia-smi)
-    once scoring is done. Here the same function runs in a thread from the start, beside the
-    model load and the scoring, and the evaluation takes what it recorded (or calls it itself,
-    should the thread have failed).
+    Environment record: lm-eval's ``add_env_info`` takes torch's ``get_pretty_env_info`` from
+    ``env_info`` (:func:`early_env_info`, started now if not given), computed while the model
+    loads and the task is scored rather than after.
 
-    Both are lm-eval internals (``lm_eval.utils.apply_template``, ``lm_eval.evaluator.add_env_info``),
-    pinned with lm-eval in pyproject.toml and checked by tests/test_evaluate_speed.py; they are
-    put back on exit.
+    Both are put back on exit; tests/test_evaluate_speed.py checks them against lm-eval's own.
     """
-    import lm_eval.evaluator
     import lm_eval.utils
-    import torch.backends.xnnpack  # noqa: F401  collect_env's own lazy imports, made here, not in the thread
-    import torch.utils.collect_env  # noqa: F401
+    import torch.utils.collect_env
 
-    plain_template, plain_env_info = lm_eval.utils.apply_template, lm_eval.evaluator.add_env_info
+    plain_template, plain_env_info = lm_eval.utils.apply_template, torch.utils.collect_env.get_pretty_env_info
     compiled = functools.lru_cache(maxsize=4096)(lm_eval.utils.env.from_string)
 
     def apply_template(template, doc):
@@ -186,22 +213,12 @@ def lm_eval_shortcuts():
             return plain_template(template, doc)
         return compiled(template).render(**doc)
 
-    recorded: dict = {}
-    early = threading.Thread(target=plain_env_info, args=(recorded,), name="lm-eval env info", daemon=True)
-    early.start()
-
-    def add_env_info(storage):
-        early.join()
-        if recorded:
-            storage.update(recorded)
-        else:
-            plain_env_info(storage)
-
-    lm_eval.utils.apply_template, lm_eval.evaluator.add_env_info = apply_template, add_env_info
+    lm_eval.utils.apply_template = apply_template
+    torch.utils.collect_env.get_pretty_env_info = env_info or early_env_info()
     try:
         yield
     finally:
-        lm_eval.utils.apply_template, lm_eval.evaluator.add_env_info = plain_template, plain_env_info
+        lm_eval.utils.apply_template, torch.utils.collect_env.get_pretty_env_info = plain_template, plain_env_info
 
 
 def count_truncated(samples: dict, tasks: dict, model_dir: str, max_length=None) -> dict:
