@@ -181,9 +181,13 @@ def test_adding_a_ratio_runs_only_the_new_cells(study_dir):
 def test_real_study_dag_builds_offline(tmp_path, configfile, counts):
     """The whole DAG (prefetch, SFT cells, DPO cells, evaluations, tables, figures) builds on
     a machine without internet; nothing is fetched at DAG-build time."""
-    jobs = planned_jobs(snakemake(tmp_path, REPO / configfile, "-n").stdout)
+    out = snakemake(tmp_path, REPO / configfile, "-n").stdout
+    jobs = planned_jobs(out)
     got = {rule: sum(r == rule for r, _ in jobs) for rule in counts}
     assert got == counts
+    # the primary and exploratory comparisons, the optima, the sizes table and their figures
+    for path in ("tables/comparison.csv", "tables/optima.csv", "tables/sizes.csv", "figures/optima.pdf"):
+        assert path in out, path
     stages = {w["stage"] for r, w in jobs if r == "train"}
     assert "sft" in stages and any(s.startswith("dpo") for s in stages)
 
