@@ -44,7 +44,8 @@ OPTIMA_COLUMNS = (
     "n_excluded resampled"
 ).split()
 COMPARISON_COLUMNS = (
-    "model stage set scoring diff diff_lo diff_hi bound reasoning_opt pattern_opt n_reasoning "
+    "model stage set scoring diff diff_lo diff_hi bound reasoning_opt reasoning_opt_lo reasoning_opt_hi "
+    "pattern_opt pattern_opt_lo pattern_opt_hi n_reasoning "
     "n_pattern p_value n_perm perm_exact p_min tasks_needed mixed_diff mixed_lo mixed_hi mixed_note "
     "agree n_excluded resampled"
 ).split()
@@ -216,7 +217,8 @@ def _comparison_row(ms, name, scoring, units, rows, draws, n_perm, seed, mixed: 
         "stage": ms[1],
         "set": name,
         "scoring": scoring,
-        **dict.fromkeys(("diff", "diff_lo", "diff_hi", "reasoning_opt", "pattern_opt", "p_value", "p_min"), math.nan),
+        **dict.fromkeys(("diff", "diff_lo", "diff_hi", "p_value", "p_min"), math.nan),
+        **{f"{c}_opt{k}": math.nan for c in CATEGORIES for k in ("", "_lo", "_hi")},
         "bound": _bound(rows),
         "n_reasoning": sum(u.category == "reasoning" for u in units),
         "n_pattern": sum(u.category == "pattern" for u in units),
@@ -243,6 +245,8 @@ def _comparison_row(ms, name, scoring, units, rows, draws, n_perm, seed, mixed: 
         r = is_r[use]
         with np.errstate(invalid="ignore"):
             row["diff_lo"], row["diff_hi"] = _ci(D[:, r].mean(1) - D[:, ~r].mean(1))
+            row["reasoning_opt_lo"], row["reasoning_opt_hi"] = _ci(D[:, r].mean(1))
+            row["pattern_opt_lo"], row["pattern_opt_hi"] = _ci(D[:, ~r].mean(1))
     rng = np.random.default_rng([seed, _hash(ms[0]), _hash(ms[1]), _hash(name), 2])
     row.update(_permutation(opts[use], is_r[use], obs, n_perm, rng))
     if mixed:

@@ -191,8 +191,10 @@ def comparison_sentences(comparison: pd.DataFrame, optima: pd.DataFrame) -> list
             continue
         verdict = _verdict_words(r["diff_lo"], r["diff_hi"])
         text = (
-            f"{head}: mean log10 optimum of LR/BS {_fmt_log(r['reasoning_opt'])} for reasoning, "
-            f"{_fmt_log(r['pattern_opt'])} for pattern; difference {r['diff']:.3g} "
+            f"{head}: mean log10 optimum of LR/BS {_fmt_log(r['reasoning_opt'])} "
+            f"[{r['reasoning_opt_lo']:.3g}, {r['reasoning_opt_hi']:.3g}] for reasoning, "
+            f"{_fmt_log(r['pattern_opt'])} [{r['pattern_opt_lo']:.3g}, {r['pattern_opt_hi']:.3g}] for pattern; "
+            f"difference {r['diff']:.3g} "
             f"[95% CI {r['diff_lo']:.3g}, {r['diff_hi']:.3g}]. On these tasks ({_resampled(r['resampled'])}): "
             f"{verdict}. " + _category_sentence(r["p_value"], r["n_perm"], r["p_min"])
         )
