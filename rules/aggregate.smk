@@ -26,11 +26,13 @@ rule aggregate:
         "../workflow_scripts/entry/aggregate.py"
 
 
-# Tidy scores + per-item outputs -> optima, the primary comparison, sizes, slopes, split, invariance.
+# Tidy scores + per-item outputs -> optima, the primary comparison, sizes, slopes, split, invariance,
+# stability across seeds (runs.csv's final losses), items that flip between low and high ratios.
 rule statistics:
     input:
         scores=layout.TABLES["scores"],
         models=layout.TABLES["models"],
+        runs=layout.TABLES["runs"],
         samples=get_sample_dirs,
     output:
         **reported(layout.ANALYSIS, "Statistics", caption="../report/statistics.rst"),

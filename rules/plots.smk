@@ -10,6 +10,7 @@ rule plots:
         optima=layout.ANALYSIS["optima_csv"],
         comparison=layout.ANALYSIS["comparison_csv"],
         sizes=layout.ANALYSIS["sizes_csv"],
+        stability=layout.ANALYSIS["stability_csv"],
         published=workflow.source_path("../reference/smoltulu_results.csv"),
         reference=layout.TABLES["reference_csv"],
     output:

@@ -134,7 +134,13 @@ def tables(study, cells, folder: Path, float_format=None) -> dict:
     )
     statistics = {k: str(folder / n) for k, n in STATISTICS_NAMES.items()}
     write_analysis(
-        outputs["scores"], cells, study.tasks, statistics, study.config["study"], models_csv=outputs["models"]
+        outputs["scores"],
+        cells,
+        study.tasks,
+        statistics,
+        study.config["study"],
+        models_csv=outputs["models"],
+        runs_csv=outputs["runs"],
     )
     return {"frames": frames, "paths": outputs}
 

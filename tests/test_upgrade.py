@@ -301,16 +301,18 @@ def test_a_study_finished_with_base_needs_nothing_under_the_current_code(upgrade
 
 
 # Outputs the table rules gained since BASE (issue #15: models.csv; the optima, comparison,
-# exclusions and sizes tables; the optima and sizes figures). A study finished with BASE makes
-# them once, which remakes its tables and figures; no cell retrains or re-evaluates for them.
+# exclusions and sizes tables; the optima and sizes figures; issue #16: the stability and flips
+# tables, the flipped examples, the stability figure). A study finished with BASE makes them
+# once, which remakes its tables and figures; no cell retrains or re-evaluates for them.
 NEW_TABLE_OUTPUTS = {
     "aggregate": {"results/tables/models.csv"},
     "statistics": {
         f"results/tables/{stem}.{ext}"
-        for stem in ("comparison", "optima", "exclusions", "sizes")
+        for stem in ("comparison", "optima", "exclusions", "sizes", "stability", "flips")
         for ext in ("csv", "tex", "md")
-    },
-    "plots": {f"figures/{name}.{ext}" for name in ("optima", "sizes") for ext in ("pdf", "png")},
+    }
+    | {"results/tables/flipped_examples.jsonl"},
+    "plots": {f"figures/{name}.{ext}" for name in ("optima", "sizes", "stability") for ext in ("pdf", "png")},
 }
 
 

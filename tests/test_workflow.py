@@ -2,6 +2,7 @@
 and plots; adding a ratio then reruns only that ratio's cells."""
 
 import hashlib
+import json
 import re
 
 import pandas as pd
@@ -69,14 +70,14 @@ def test_tables_have_one_row_per_cell_and_task_with_parsable_ids(study_dir):
     assert "\\begin{tabular}" in tex and "\\toprule" in tex
     loss = pd.read_csv(study_dir / "results/tables/loss.csv")
     assert set(loss["run_id"]) == set(prim["run_id"]) and loss["loss"].gt(0).all()
-    for name in ("optima", "sizes", "split", "forest", "heatmap", "iso_ratio", "loss", "reference"):
+    for name in ("optima", "sizes", "split", "forest", "heatmap", "iso_ratio", "loss", "reference", "stability"):
         assert (study_dir / f"figures/{name}.pdf").read_bytes().startswith(b"%PDF")
         assert (study_dir / f"figures/{name}.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_statistics_tables_in_three_formats(study_dir):
     tables = study_dir / "results/tables"
-    for stem in ("comparison", "optima", "exclusions", "slopes", "split", "invariance"):
+    for stem in ("comparison", "optima", "exclusions", "slopes", "split", "invariance", "stability", "flips"):
         assert (tables / f"{stem}.csv").exists() and "\\toprule" in (tables / f"{stem}.tex").read_text()
         assert (tables / f"{stem}.md").read_text().count("|") > 10
     # one model: no size comparison (the table has its columns and no rows)
@@ -98,6 +99,26 @@ def test_statistics_tables_in_three_formats(study_dir):
     assert "one batch size (4)" in summary and "split" in summary
     assert "No primary comparison was pre-registered" in summary
     assert "cannot support a claim about reasoning and pattern tasks in general" in summary
+    # one seed: the spread across seeds is not measured, and analysis.md says so
+    stability = pd.read_csv(tables / "stability.csv")
+    assert len(stability) == 2 * len(TASKS) and stability["n_seeds"].eq(1).all() and stability["df"].eq(0).all()
+    assert stability["score_sd"].isna().all() and stability["final_loss_mean"].gt(0).all()
+    assert "tiny-llama / sft, stability across seeds: one seed: the spread across seeds cannot be measured" in summary
+    # two ratios: each half holds one, so each task compares its two cells item by item
+    flips = pd.read_csv(tables / "flips.csv")
+    assert sorted(flips["task"]) == sorted(TASKS) and flips["p_mcnemar"].between(0, 1).all()
+    assert (flips["low_run"] == "tiny-llama/sft/r1e-04_bs4_s0").all()
+    assert (flips["high_run"] == "tiny-llama/sft/r1e-03_bs4_s0").all()
+    assert flips["n_items"].eq(12).all()
+    assert (flips["both_right"] + flips["both_wrong"] + flips["right_low_only"] + flips["right_high_only"]).eq(12).all()
+    kinds = dict(zip(flips["task"], flips["kind"]))
+    assert kinds == {"arith": "generative", "format": "generative", "compare": "choice", "sequence": "choice"}
+    examples = [json.loads(line) for line in (tables / "flipped_examples.jsonl").read_text().splitlines()]
+    flipped = flips.set_index("task")[["right_low_only", "right_high_only"]].sum(axis=1)
+    assert len(examples) == flipped.sum()  # 12 items: under the cap
+    for e in examples:
+        assert e["right_at"] in ("low", "high") and e["prompt"] and "low_response" in e and "high_response" in e
+    assert "items that flip between each task's best low-ratio and best high-ratio cell" in summary
 
 
 def test_every_rule_left_a_log_and_a_benchmark(study_dir):
@@ -314,7 +335,7 @@ def test_report_builds_with_figures_and_tables(study_dir):
     snakemake(study_dir, study_dir / "study.yaml", "--report", str(out))
     html = out.read_text(errors="replace")
     assert out.stat().st_size > 100_000
-    for name in ("split.png", "forest.png", "scores.csv", "study_config.yaml"):
+    for name in ("split.png", "forest.png", "stability.png", "scores.csv", "flips.csv", "study_config.yaml"):
         assert name in html, name
 
 

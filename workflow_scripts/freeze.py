@@ -193,6 +193,7 @@ def _regenerate_statistics(cells: list[dict], manifest: dict, tables: dict, fold
             study=manifest["study"],
             analysis=manifest["config"].get("analysis", {}),
             models_csv=tables["models"],
+            runs_csv=tables["runs"],
         )
     return outputs
 
@@ -232,8 +233,11 @@ def verify(tag: str, root: str | Path = ".") -> list[str]:
                 name in legacy and Path(old[key]).read_bytes() == frozen
             ):
                 problems.append(f"{name}: regenerated table differs from results/frozen/{tag}/tables/{name}")
-        if held & set(STATISTICS_NAMES.values()):  # from the scores at the frozen table's precision
-            stats = _regenerate_statistics(cells, manifest, {**fresh, "scores": now}, Path(tmp) / "statistics")
+        if held & set(STATISTICS_NAMES.values()):  # from the scores and runs at the frozen tables' precision
+            runs = old["runs"] if "runs.csv" in legacy else fresh["runs"]
+            stats = _regenerate_statistics(
+                cells, manifest, {**fresh, "scores": now, "runs": runs}, Path(tmp) / "statistics"
+            )
             for key, name in STATISTICS_NAMES.items():
                 if name in held and Path(stats[key]).read_bytes() != (tables / name).read_bytes():
                     problems.append(

@@ -28,6 +28,25 @@ def chance(sample: dict) -> float:
     return 0.0
 
 
+def task_samples(cell: dict, tasks: dict, task: str):
+    """(doc_id, sample) for every sample of ``task``'s primary metric (its lm-eval filter) in
+    one cell (a tables' cell entry), in file order; a group's doc ids name the subtask
+    (``"leaf/3"``). A missing sample file gives nothing."""
+    spec = tasks[task]
+    folder = samples_dir(results_files(cell, tasks)[task])
+    metric, filt = split_metric(spec["metric"])
+    for leaf in sample_files(task, spec):  # a group's items are its subtasks' items
+        path = folder / f"{leaf}.jsonl"
+        if not path.exists():
+            continue
+        with open(path) as f:
+            for line in f:
+                s = json.loads(line)
+                if s.get("filter", "none") != filt or metric not in s:
+                    continue
+                yield (int(s["doc_id"]) if leaf == task else f"{leaf}/{int(s['doc_id'])}"), s
+
+
 def load_items(cells: list[dict], tasks: dict) -> pd.DataFrame:
     """Rows (run_id, task, doc_id, score, chance) for the primary metric of every scored cell.
 
@@ -39,27 +58,10 @@ def load_items(cells: list[dict], tasks: dict) -> pd.DataFrame:
     """
     rows = []
     for c in cells:
-        files = results_files(c, tasks)
-        for task, spec in sorted(tasks.items()):
-            folder = samples_dir(files[task])
-            metric, filt = split_metric(spec["metric"])
-            for leaf in sample_files(task, spec):  # a group's items are its subtasks' items
-                path = folder / f"{leaf}.jsonl"
-                if not path.exists():
-                    continue
-                with open(path) as f:
-                    for line in f:
-                        s = json.loads(line)
-                        if s.get("filter", "none") != filt or metric not in s:
-                            continue
-                        doc = int(s["doc_id"]) if leaf == task else f"{leaf}/{int(s['doc_id'])}"
-                        rows.append(
-                            {
-                                "run_id": c["run_id"],
-                                "task": task,
-                                "doc_id": doc,
-                                "score": float(s[metric]),
-                                "chance": chance(s),
-                            }
-                        )
+        for task in sorted(tasks):
+            metric, _ = split_metric(tasks[task]["metric"])
+            for doc, s in task_samples(c, tasks, task):
+                rows.append(
+                    {"run_id": c["run_id"], "task": task, "doc_id": doc, "score": float(s[metric]), "chance": chance(s)}
+                )
     return pd.DataFrame(rows, columns=["run_id", "task", "doc_id", "score", "chance"])

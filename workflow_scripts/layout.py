@@ -70,11 +70,12 @@ TABLES = {
 }
 ANALYSIS = {
     f"{stem}_{ext}": f"{TABLES_DIR}/{stem}.{ext}"
-    for stem in ("comparison", "optima", "exclusions", "sizes", "slopes", "split", "invariance")
+    for stem in ("comparison", "optima", "exclusions", "sizes", "slopes", "split", "invariance", "stability", "flips")
     for ext in ("csv", "tex", "md")
 }
+ANALYSIS["flipped_examples"] = f"{TABLES_DIR}/flipped_examples.jsonl"  # the items the flips table counts
 ANALYSIS["summary"] = f"{TABLES_DIR}/analysis.md"
-FIGURE_NAMES = ("optima", "sizes", "split", "forest", "heatmap", "iso_ratio", "loss", "reference")
+FIGURE_NAMES = ("optima", "sizes", "split", "forest", "heatmap", "iso_ratio", "loss", "reference", "stability")
 FIGURES = {f"{name}_{ext}": f"figures/{name}.{ext}" for name in FIGURE_NAMES for ext in ("pdf", "png")}
 
 

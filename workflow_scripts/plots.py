@@ -10,6 +10,7 @@
 * iso_ratio: score against batch size at a fixed ratio
 * reference: our best cells beside the published SmolTulu scores (where tasks match),
            drawn by reference_figure.py
+* stability: the spread of score and final loss across seeds, per ratio (stability_figure.py)
 
 Panel layouts, the headless backend and the byte-stable writer are canvas.py's.
 """
@@ -25,6 +26,7 @@ from .canvas import message_figure, save, stage_panels, task_grid
 from .numbers import fmt_num
 from .optima_figures import optima_figure, sizes_figure
 from .reference_figure import reference_figure
+from .stability_figure import stability_figure
 
 CATEGORY_DASHES = {"reasoning": "", "pattern": (4, 2)}
 
@@ -247,6 +249,7 @@ def write_figures(
     sizes_csv=None,
     published_csv=None,
     reference_csv=None,
+    stability_csv=None,
 ) -> None:
     sns.set_theme(style="whitegrid", context="paper", palette="colorblind")
     scores = pd.read_csv(scores_csv)
@@ -265,6 +268,8 @@ def write_figures(
         optima, comparison = pd.read_csv(optima_csv), pd.read_csv(comparison_csv)
         save(optima_figure(optima, comparison, study), outputs["optima_pdf"], outputs["optima_png"])
         save(sizes_figure(pd.read_csv(sizes_csv), study), outputs["sizes_pdf"], outputs["sizes_png"])
+    if stability_csv is not None:
+        save(stability_figure(pd.read_csv(stability_csv), study), outputs["stability_pdf"], outputs["stability_png"])
     published = pd.read_csv(published_csv) if published_csv else None
     named = pd.read_csv(reference_csv) if reference_csv else None
     save(reference_figure(scores, published, study, named), outputs["reference_pdf"], outputs["reference_png"])

@@ -16,4 +16,5 @@ with logged(snakemake):
         study=p.study,
         analysis=p.analysis,
         models_csv=snakemake.input.models,
+        runs_csv=snakemake.input.runs,
     )

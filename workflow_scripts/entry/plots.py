@@ -20,4 +20,5 @@ with logged(snakemake):
         sizes_csv=inp.sizes,
         published_csv=inp.published,
         reference_csv=inp.reference,
+        stability_csv=inp.stability,
     )
