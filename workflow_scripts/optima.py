@@ -251,13 +251,14 @@ def _comparison_row(ms, name, scoring, units, rows, draws, n_perm, seed, mixed: 
     row.update(_permutation(opts[use], is_r[use], obs, n_perm, rng))
     if mixed:
         row.update(mixed_model([u for u, k in zip(units, use) if k]))
-        boot = _verdict(row["diff_lo"], row["diff_hi"])
-        mix = _verdict(row["mixed_lo"], row["mixed_hi"])
+        boot = interval_side(row["diff_lo"], row["diff_hi"])
+        mix = interval_side(row["mixed_lo"], row["mixed_hi"])
         row["agree"] = "" if not (boot and mix) else "yes" if boot == mix else "no"
     return row
 
 
-def _verdict(lo: float, hi: float) -> str:
+def interval_side(lo: float, hi: float) -> str:
+    """'higher' / 'lower' when a 95% interval excludes 0 on that side, 'unclear' when it covers 0."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return ""
     return "higher" if lo > 0 else "lower" if hi < 0 else "unclear"
@@ -284,8 +285,7 @@ def optima_tables(
     ``draws``: {(model, stage, unit): bootstrap draws of its log10 optimum} for
     :func:`size_table`."""
     scored = _ScoreGroups(scores, items, n_boot, seed)
-    # primary units in their pre-registered order, then the exploratory ones by name: rows and
-    # sentences do not depend on the order a config (or a manifest's JSON) lists the tasks in
+    # primary units as pre-registered, then exploratory ones by name: no dependence on task order
     units = [u for u in units if u["role"] == "primary"] + sorted(
         (u for u in units if u["role"] != "primary"), key=lambda u: u["unit"]
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .optima import ALPHA, tasks_needed
+from .optima import ALPHA, interval_side, tasks_needed
 
 
 def _held_fixed(v: pd.Series, rel_tol: float) -> bool:
@@ -241,13 +241,11 @@ def comparison_sentences(comparison: pd.DataFrame, optima: pd.DataFrame) -> list
 
 
 def _verdict_words(lo: float, hi: float) -> str:
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        return "no interval"
-    if lo > 0:
-        return "the reasoning units peak at a higher LR/BS than the pattern units"
-    if hi < 0:
-        return "the reasoning units peak at a lower LR/BS than the pattern units"
-    return "no difference in where they peak can be claimed (the interval covers 0)"
+    return {
+        "higher": "the reasoning units peak at a higher LR/BS than the pattern units",
+        "lower": "the reasoning units peak at a lower LR/BS than the pattern units",
+        "unclear": "no difference in where they peak can be claimed (the interval covers 0)",
+    }.get(interval_side(lo, hi), "no interval")
 
 
 def size_sentences(sizes: pd.DataFrame) -> list[str]:
